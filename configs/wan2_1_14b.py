@@ -1,0 +1,30 @@
+"""wan2_1_14b: the Wan 2.1 T2V 14B transformer's shape at 832x480 (variant 'res=720p' for 1280x720)."""
+
+from streamdit_jax.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, cudnn=False, res="480p")
+    c = base_config()
+    c.model.width = 5120
+    c.model.num_heads = 40
+    c.model.mlp_width = 13824
+    c.model.num_layers = 40
+    c.model.text_width = 4096
+    c.model.latent_channels = 16
+    c.model.window = None
+    c.model.dtype = "bfloat16"
+    c.model.remat = "full"
+    c.model.attention = "cudnn" if arg.cudnn else "xla"
+    c.data.resolution = {"480p": (480, 832), "720p": (720, 1280)}[arg.res]
+    c.data.fps = 16
+    c.data.batch_size = 32
+    c.data.text_max_length = 512
+    c.buffer.frames = 16
+    c.buffer.chunk_sizes = (1, 2, 4, 8, 16)
+    c.buffer.chunk_weights = (1.0, 1.0, 1.0, 1.0, 1.0)
+    c.rollout.chunk_frames = 2
+    c.rollout.micro_steps = 16
+    c.rollout.cfg_scale = 5.0
+    c.mesh.shape = (1, -1, 1, 1)
+    return c

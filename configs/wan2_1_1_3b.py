@@ -1,0 +1,33 @@
+"""wan2_1_1_3b: the Wan 2.1 T2V 1.3B transformer's shape at 832x480, with Wan's full attention.
+
+Variants: 'cudnn' (cuDNN attention), 'window' (quarter-space windows (16, 15, 26) instead of full attention).
+"""
+
+from streamdit_jax.config import base_config, parse_arg
+
+
+def get_config(arg=None):
+    arg = parse_arg(arg, cudnn=False, window=False)
+    c = base_config()
+    c.model.width = 1536
+    c.model.num_heads = 12
+    c.model.mlp_width = 8960
+    c.model.num_layers = 30
+    c.model.text_width = 4096
+    c.model.latent_channels = 16
+    c.model.window = (16, 15, 26) if arg.window else None  # token grid (16, 30, 52)
+    c.model.dtype = "bfloat16"
+    c.model.remat = "full"
+    c.model.attention = "cudnn" if arg.cudnn else "xla"
+    c.data.resolution = (480, 832)
+    c.data.fps = 16
+    c.data.batch_size = 32
+    c.data.text_max_length = 512
+    c.buffer.frames = 16
+    c.buffer.chunk_sizes = (1, 2, 4, 8, 16)
+    c.buffer.chunk_weights = (1.0, 1.0, 1.0, 1.0, 1.0)
+    c.rollout.chunk_frames = 2
+    c.rollout.micro_steps = 16
+    c.rollout.cfg_scale = 5.0
+    c.mesh.shape = (1, -1, 1, 1)
+    return c

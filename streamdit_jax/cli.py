@@ -1,0 +1,153 @@
+"""The ``streamdit`` command: ``streamdit <subcommand> --help`` for each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from streamdit_jax.config import ConfigError
+
+
+def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    parser.add_argument(
+        "--config",
+        default=default,
+        required=default is None,
+        help="preset name or configs/X.py[:variant]; then --config.<section>.<field>=<value> overrides",
+    )
+
+
+def _load_config(args: argparse.Namespace, overrides: Sequence[str]):
+    from streamdit_jax.config import load
+
+    return load(args.config, overrides)
+
+
+def cmd_summary(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    from streamdit_jax.summary import format_summary
+
+    if args.checkpoint:
+        from streamdit_jax.checkpoint import restore_model_config
+
+        print(format_summary(restore_model_config(args.checkpoint), title=f"checkpoint {args.checkpoint}"))
+        return
+    cfg = _load_config(args, overrides)
+    print(format_summary(cfg.model, cfg, title=f"StreamDiT {args.config}"))
+
+
+def _window(text: str | None) -> tuple[int, int, int] | None:
+    if text is None:
+        return None
+    window = tuple(int(v) for v in text.split(","))
+    if len(window) != 3:
+        raise ConfigError(f"--window {text!r}: expected three sizes F,H,W in tokens, e.g. 16,16,16")
+    return window
+
+
+def cmd_convert(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    from streamdit_jax.checkpoint import save_params
+    from streamdit_jax.convert import wan_transformer_params
+    from streamdit_jax.summary import format_summary
+
+    if overrides:
+        raise ConfigError(f"convert takes no --config overrides, got {list(overrides)}")
+    start = time.perf_counter()
+    model_cfg, params = wan_transformer_params(args.src, _window(args.window), param_dtype=args.param_dtype)
+    path = save_params(args.out, model_cfg, params)
+    print(format_summary(model_cfg, title=f"converted {args.src}"))
+    print(f"saved {path} in {time.perf_counter() - start:.1f} s")
+
+
+def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """For now: build the preset, run the jitted forward on random latents, print the summary."""
+    import jax
+    import jax.numpy as jnp
+
+    from streamdit_jax import model as model_lib
+    from streamdit_jax.sharding import make_mesh, use_mesh
+    from streamdit_jax.summary import format_summary
+
+    cfg = _load_config(args, overrides)
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    summary = format_summary(cfg.model, cfg, title=f"StreamDiT {args.config}")
+    print(summary, flush=True)
+    mesh = make_mesh(cfg.mesh)
+    graphdef, params = model_lib.init_params(cfg.model, jax.random.key(cfg.seed), mesh, cfg.mesh.rules)
+    batch = mesh.shape["data"] * mesh.shape["fsdp"]
+    keys = jax.random.split(jax.random.key(cfg.seed + 1), 3)
+    latents = jax.random.normal(keys[0], (batch, *cfg.latent_grid, cfg.model.latent_channels))
+    sigma = jnp.sort(jax.random.uniform(keys[1], (batch, cfg.buffer.frames)), axis=1)
+    text = jax.random.normal(keys[2], (batch, cfg.data.text_max_length, cfg.model.text_width))
+    mask = jnp.ones(text.shape[:2], bool)
+    with use_mesh(mesh, cfg.mesh.rules):
+        forward = jax.jit(lambda p, *a: model_lib.apply(graphdef, p, *a))
+        start = time.perf_counter()
+        velocity = forward(params, latents, sigma, text, mask).block_until_ready()
+        compile_s = time.perf_counter() - start
+        start = time.perf_counter()
+        velocity = forward(params, latents, sigma, text, mask).block_until_ready()
+        step_s = time.perf_counter() - start
+    report = {
+        "config": args.config,
+        "devices": [str(d) for d in jax.devices()],
+        "velocity_shape": list(velocity.shape),
+        "velocity_finite": bool(jnp.isfinite(velocity).all()),
+        "first_call_s": round(compile_s, 3),
+        "second_call_s": round(step_s, 3),
+    }
+    (workdir / "summary.txt").write_text(summary + "\n")
+    (workdir / "forward.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(
+        f"jitted forward on {jax.devices()[0].platform}: velocity {tuple(velocity.shape)}, "
+        f"first call (with compilation) {compile_s:.2f} s, second call {step_s:.3f} s "
+        "(one run each, not a benchmark)"
+    )
+    print(f"wrote {workdir / 'summary.txt'} and {workdir / 'forward.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamdit", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("summary", help="parameter count and per-module table of a preset or checkpoint")
+    _add_config_args(p, default="small")
+    p.add_argument("--checkpoint", help="summarise a saved checkpoint's model instead of a preset")
+    p.set_defaults(fn=cmd_summary)
+
+    p = sub.add_parser("convert", help="convert public weights into a streamdit checkpoint")
+    p.add_argument("kind", choices=["wan-transformer"], help="what to convert")
+    p.add_argument("--src", required=True, help="diffusers WanTransformer3DModel folder (or pipeline folder)")
+    p.add_argument("--out", required=True, help="output checkpoint directory")
+    p.add_argument("--window", help="attention window F,H,W in tokens (default: full attention, as Wan)")
+    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.set_defaults(fn=cmd_convert)
+
+    p = sub.add_parser("demo", help="the embedded default run (now: small preset forward)")
+    _add_config_args(p, default="small")
+    p.add_argument("--workdir", default="runs/demo")
+    p.set_defaults(fn=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    overrides = [a for a in rest if a.startswith("--config.")]
+    unknown = [a for a in rest if not a.startswith("--config.")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        args.fn(args, overrides)
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,508 @@
+"""Configuration: frozen dataclasses, loaded once from an ml_collections preset.
+
+Presets live in ``configs/<name>.py`` and define ``get_config(arg) -> ConfigDict``; they start from
+:func:`base_config`, whose fields are exactly the dataclass fields below. :func:`load` applies
+``section.field=value`` overrides, converts the result to a :class:`Config` and validates it. Library
+code only ever sees the dataclasses.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import difflib
+import importlib.util
+import math
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from streamdit_jax.sharding.axes import LOGICAL_AXES, MESH_AXES
+from streamdit_jax.sharding.rules import DEFAULT_RULES
+
+Rules = tuple[tuple[str, Any], ...]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; the message names the field and how to fix it."""
+
+
+def _fail(field: str, problem: str, fix: str) -> typing.NoReturn:
+    raise ConfigError(f"config field '{field}': {problem}. Fix: {fix}")
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The StreamDiT transformer (Wan 2.1 block layout)."""
+
+    width: int = 64  # D
+    num_heads: int = 4  # N
+    mlp_width: int = 256  # M
+    num_layers: int = 2
+    text_width: int = 384  # Dt, width of the text encoder's token states
+    latent_channels: int = 16  # C
+    patch_size: tuple[int, int, int] = (1, 2, 2)
+    freq_dim: int = 256  # width of the sinusoidal time embedding
+    eps: float = 1e-6
+    rope_theta: float = 10000.0
+    # Attention window (frames, height, width) in tokens; None: one window over the whole latent.
+    window: tuple[int, int, int] | None = None
+    cross_attn_norm: bool = True
+    dtype: str = "float32"  # compute dtype of matmuls; norms and modulation stay float32
+    param_dtype: str = "float32"
+    remat: str = "none"  # see streamdit_jax.model.dit.REMAT_POLICIES
+    attention: str = "xla"  # a backend registered in streamdit_jax.model.attention
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def patch_features(self) -> int:
+        return math.prod(self.patch_size) * self.latent_channels
+
+    def __post_init__(self) -> None:
+        for name in ("width", "num_heads", "mlp_width", "num_layers", "text_width", "latent_channels"):
+            if getattr(self, name) < 1:
+                _fail(f"model.{name}", f"must be positive, got {getattr(self, name)}", "set it to >= 1")
+        if self.width % self.num_heads:
+            _fail(
+                "model.num_heads",
+                f"{self.num_heads} heads do not divide model.width={self.width}",
+                f"choose num_heads among {_divisors(self.width)} or change model.width",
+            )
+        if self.head_dim % 2 or self.head_dim < 6:
+            _fail(
+                "model.num_heads",
+                f"head dim {self.head_dim} cannot be split into the even frame/height/width parts of 3D RoPE",
+                "choose width/num_heads even and >= 6",
+            )
+        if len(self.patch_size) != 3 or min(self.patch_size) < 1:
+            _fail("model.patch_size", f"expected 3 positive ints, got {self.patch_size}", "e.g. (1, 2, 2)")
+        if self.patch_size[0] != 1:
+            _fail(
+                "model.patch_size",
+                f"temporal patch {self.patch_size[0]} would mix latent frames of different noise levels",
+                "use patch_size=(1, ph, pw): the time embedding is per latent frame",
+            )
+        if self.window is not None and (len(self.window) != 3 or min(self.window) < 1):
+            _fail("model.window", f"expected None or 3 positive ints, got {self.window}", "e.g. (16, 16, 16)")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+                _fail(f"model.{name}", f"unknown dtype {getattr(self, name)!r}", "use float32 or bfloat16")
+        # Imported here: the model modules import this one.
+        from streamdit_jax.model.attention import BACKENDS
+        from streamdit_jax.model.dit import REMAT_POLICIES
+
+        if self.attention not in BACKENDS:
+            _fail("model.attention", f"unknown backend {self.attention!r}", f"use one of {sorted(BACKENDS)}")
+        if self.attention == "cudnn" and (
+            self.dtype == "float32" or self.head_dim % 8 or self.head_dim > 256
+        ):
+            _fail(
+                "model.attention",
+                f"cudnn needs bfloat16/float16 compute and a head dim that is a multiple of 8 and <= 256 "
+                f"(have dtype={self.dtype}, head dim {self.head_dim})",
+                "set model.dtype=bfloat16 and a suitable width/num_heads, or use attention=xla",
+            )
+        if self.remat not in REMAT_POLICIES:
+            _fail("model.remat", f"unknown policy {self.remat!r}", f"use one of {sorted(REMAT_POLICIES)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencoderConfig:
+    """The video autoencoder's geometry: how many video frames/pixels one latent frame/pixel holds."""
+
+    temporal_compression: int = 4
+    spatial_compression: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class BufferConfig:
+    """The training buffer: K clean reference frames, then chunks of c frames of rising noise.
+
+    ``frames`` is B = K + N·c latent frames. Each training example draws c from ``chunk_sizes`` with
+    ``chunk_weights``; a further ``uniform_share`` of examples gives every frame one sigma (text-to-video).
+    """
+
+    frames: int = 8
+    reference_frames: int = 0
+    chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    chunk_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    uniform_share: float = 0.1
+
+    @property
+    def denoised_frames(self) -> int:
+        return self.frames - self.reference_frames
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutConfig:
+    """The streaming scheme: chunks of c frames, s micro-steps per chunk position, CFG scale."""
+
+    chunk_frames: int = 2  # c
+    micro_steps: int = 1  # s
+    cfg_scale: float = 1.0  # 1.0 disables classifier-free guidance
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh (data, fsdp, context, model); one entry may be -1 for "the rest of the devices"."""
+
+    shape: tuple[int, int, int, int] = (-1, 1, 1, 1)
+    # (logical axis, mesh axis | tuple of mesh axes | None); see streamdit_jax.sharding.rules.
+    rules: Rules = DEFAULT_RULES
+
+    def resolved_shape(self, num_devices: int) -> tuple[int, ...]:
+        """The mesh shape with -1 filled in for ``num_devices``; raises ConfigError if it cannot match."""
+        known = math.prod(d for d in self.shape if d != -1)
+        shape = tuple(num_devices // known if d == -1 else d for d in self.shape)
+        if math.prod(shape) != num_devices:
+            _fail(
+                "mesh.shape",
+                f"{dict(zip(MESH_AXES, self.shape, strict=True))} needs "
+                f"{'a multiple of ' if -1 in self.shape else ''}{known} devices "
+                f"but {num_devices} are present",
+                "make the product of mesh.shape equal the device count, or put -1 on one axis "
+                "(e.g. --config.mesh.shape='(-1,1,1,1)')",
+            )
+        return shape
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 4 or self.shape.count(-1) > 1 or any(d < 1 and d != -1 for d in self.shape):
+            _fail(
+                "mesh.shape",
+                f"expected 4 sizes for {MESH_AXES} with at most one -1, got {self.shape}",
+                "e.g. (-1, 1, 1, 1) for pure data parallelism",
+            )
+        for rule in self.rules:
+            logical, mesh_axes = rule
+            if logical not in LOGICAL_AXES:
+                _fail(
+                    "mesh.rules",
+                    f"unknown logical axis {logical!r}",
+                    f"use names from {sorted(LOGICAL_AXES)}",
+                )
+            targets = mesh_axes if isinstance(mesh_axes, tuple) else (mesh_axes,)
+            for target in targets:
+                if target is not None and target not in MESH_AXES:
+                    _fail(
+                        "mesh.rules", f"{logical!r} maps to unknown mesh axis {target!r}", f"use {MESH_AXES}"
+                    )
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """AdamW with linear warm-up, cosine decay, gradient clipping and an EMA of the parameters."""
+
+    learning_rate: float = 1e-4
+    warmup_steps: int = 100
+    end_lr_factor: float = 0.1  # the cosine decays to learning_rate * end_lr_factor
+    b1: float = 0.9
+    b2: float = 0.999
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Training data: source, video geometry, batch and text."""
+
+    source: str = "shapes"
+    resolution: tuple[int, int] = (64, 64)  # video (height, width) in pixels
+    fps: int = 8
+    batch_size: int = 8  # global, across all processes
+    text_max_length: int = 32  # text tokens after padding/truncation
+    prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs. Build it with :func:`load`; never mutate it."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    autoencoder: AutoencoderConfig = dataclasses.field(default_factory=AutoencoderConfig)
+    buffer: BufferConfig = dataclasses.field(default_factory=BufferConfig)
+    rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    seed: int = 0
+
+    @property
+    def latent_grid(self) -> tuple[int, int, int]:
+        """(frames, height, width) of the latent buffer."""
+        s = self.autoencoder.spatial_compression
+        return (self.buffer.frames, self.data.resolution[0] // s, self.data.resolution[1] // s)
+
+    @property
+    def token_grid(self) -> tuple[int, int, int]:
+        """(frames, height, width) of the transformer's token grid."""
+        return tuple(g // p for g, p in zip(self.latent_grid, self.model.patch_size, strict=True))
+
+    @property
+    def scheme(self) -> tuple[int, int, int, int]:
+        """The rollout partition (K, N, c, s)."""
+        c = self.rollout.chunk_frames
+        return (self.buffer.reference_frames, self.buffer.denoised_frames // c, c, self.rollout.micro_steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def __post_init__(self) -> None:
+        _validate_buffer(self.buffer, self.rollout)
+        _validate_grid(self)
+
+
+def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
+    if not 0 <= buffer.reference_frames < buffer.frames:
+        _fail(
+            "buffer.reference_frames",
+            f"K={buffer.reference_frames} must be >= 0 and leave frames to denoise in a buffer of "
+            f"{buffer.frames}",
+            "choose 0 <= K < buffer.frames",
+        )
+    n = buffer.denoised_frames
+    bad = [c for c in buffer.chunk_sizes if c < 1 or n % c]
+    if not buffer.chunk_sizes or bad:
+        _fail(
+            "buffer.chunk_sizes",
+            f"chunk sizes {bad or '()'} do not divide the {n} non-reference frames of the buffer",
+            f"use chunk sizes among {_divisors(n)}",
+        )
+    if len(buffer.chunk_weights) != len(buffer.chunk_sizes):
+        _fail(
+            "buffer.chunk_weights",
+            f"{len(buffer.chunk_weights)} weights for {len(buffer.chunk_sizes)} chunk sizes",
+            "give one weight per entry of buffer.chunk_sizes",
+        )
+    if min(buffer.chunk_weights) < 0 or sum(buffer.chunk_weights) <= 0:
+        _fail(
+            "buffer.chunk_weights",
+            f"weights {buffer.chunk_weights} are not a distribution",
+            "use weights >= 0",
+        )
+    if not 0.0 <= buffer.uniform_share <= 1.0:
+        _fail("buffer.uniform_share", f"{buffer.uniform_share} is not a share", "use a value in [0, 1]")
+    if rollout.chunk_frames < 1 or n % rollout.chunk_frames:
+        _fail(
+            "rollout.chunk_frames",
+            f"c={rollout.chunk_frames} does not divide the {n} non-reference frames of the buffer",
+            f"use one of {_divisors(n)}",
+        )
+    if rollout.micro_steps < 1:
+        _fail("rollout.micro_steps", f"s={rollout.micro_steps}", "use s >= 1")
+
+
+def _validate_grid(cfg: Config) -> None:
+    step = cfg.autoencoder.spatial_compression * cfg.model.patch_size[1]
+    step_w = cfg.autoencoder.spatial_compression * cfg.model.patch_size[2]
+    height, width = cfg.data.resolution
+    if height % step or width % step_w or height < 1 or width < 1:
+        _fail(
+            "data.resolution",
+            f"{height}x{width} is not a whole number of patches ({step}x{step_w} pixels each: the "
+            f"{cfg.autoencoder.spatial_compression}x spatial compression times patch "
+            f"{cfg.model.patch_size[1:]})",
+            f"use a height divisible by {step} and a width divisible by {step_w}",
+        )
+    window = cfg.model.window
+    if window is None:
+        return
+    grid = cfg.token_grid
+    if any(g % w for g, w in zip(grid, window, strict=True)):
+        _fail(
+            "model.window",
+            f"window {window} does not divide the token grid {grid} (frames, height, width)",
+            "choose each window size among the divisors of its axis: "
+            + ", ".join(
+                f"{a} {_divisors(g)}" for a, g in zip(("frames", "height", "width"), grid, strict=True)
+            ),
+        )
+    if any(w < g for g, w in zip(grid, window, strict=True)) and cfg.model.num_layers % 2:
+        _fail(
+            "model.num_layers",
+            f"{cfg.model.num_layers} layers, but shifted windows alternate and need an even number",
+            "use an even number of layers, or a window that covers the whole token grid",
+        )
+
+
+# ---------------------------------------------------------------------------------------------------
+# ConfigDict <-> dataclasses
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+    """A preset's variant string, big_vision style: 'res=256,distilled' -> {res: 256, distilled: True}.
+
+    Keys must be among ``defaults`` (whose values give the types); a bare key means True.
+    """
+    out = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, raw = item.partition("=")
+        if key not in defaults:
+            raise ConfigError(
+                f"config variant '{item}': unknown option {key!r}. Fix: use one of {sorted(defaults)}"
+            )
+        value = True if not sep else parse_override(f"{key}={raw}")[1]
+        out[key] = type(defaults[key])(value) if defaults[key] is not None else value
+    return out
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """A ConfigDict holding every field of :class:`Config` at its default; presets start from it."""
+    return ml_collections.ConfigDict(Config().to_dict())
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _as_tuples(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return tuple(_as_tuples(v) for v in value)
+    return value
+
+
+def _unknown(path: str, key: str, known: Sequence[str]) -> typing.NoReturn:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"did you mean '{path}{close[0]}'?" if close else f"valid fields here: {', '.join(known)}"
+    raise ConfigError(f"config field '{path}{key}': unknown field. Fix: {hint}")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
+    """Builds dataclass ``cls`` from a nested mapping, rejecting unknown fields."""
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types_:
+            _unknown(path, key, list(types_))
+        tp = types_[key]
+        if _is_dataclass_type(tp):
+            if not isinstance(value, Mapping):
+                _fail(f"{path}{key}", f"expected a section, got {value!r}", "set its fields one by one")
+            kwargs[key] = from_dict(tp, value, f"{path}{key}.")
+        else:
+            kwargs[key] = _check_type(f"{path}{key}", tp, _as_tuples(value))
+    return cls(**kwargs)
+
+
+def _check_type(field: str, tp: Any, value: Any) -> Any:
+    """Light type check of a leaf value (ints are accepted for floats)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        options = [t for t in typing.get_args(tp) if t is not type(None)]
+        return _check_type(field, options[0], value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and not isinstance(value, tp):
+        _fail(field, f"expected {tp.__name__}, got {value!r}", f"give a {tp.__name__}")
+    if origin is tuple and not isinstance(value, tuple):
+        _fail(field, f"expected a tuple, got {value!r}", "give a tuple, e.g. '(1, 2)'")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading presets and overrides
+
+
+def config_dir() -> Path:
+    """Where preset names are looked up: $STREAMDIT_CONFIG_DIR, else the checkout's configs/."""
+    return Path(os.environ.get("STREAMDIT_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+
+
+def _read_preset(spec: str) -> ml_collections.ConfigDict:
+    path_part, _, arg = spec.partition(":")
+    path = Path(path_part)
+    if not path.suffix:
+        path = config_dir() / f"{path_part}.py"
+    if not path.is_file():
+        presets = sorted(p.stem for p in config_dir().glob("*.py") if not p.stem.startswith("_"))
+        raise ConfigError(
+            f"config '{spec}': no such file {path}. Fix: give a path to a configs/*.py file or one of the "
+            f"presets {presets}"
+        )
+    module_spec = importlib.util.spec_from_file_location(f"streamdit_preset_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(
+            f"config '{spec}': {path} defines no get_config(arg). Fix: add one returning a ConfigDict"
+        )
+    return module.get_config(arg or None)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'model.window=(4,2,2)' -> ('model.window', (4, 2, 2)); a value that is no literal stays a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override '{text}': expected section.field=value. Fix: e.g. model.num_layers=4")
+    key = key.strip().removeprefix("--config.").removeprefix("config.")
+    raw = raw.strip()
+    lowered = {"true": True, "false": False, "none": None, "null": None}
+    if raw.lower() in lowered:
+        return key, lowered[raw.lower()]
+    try:
+        return key, _as_tuples(ast.literal_eval(raw))
+    except (ValueError, SyntaxError):
+        return key, raw
+
+
+def apply_overrides(cd: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
+    """Sets each 'section.field=value' on a copy of ``cd``; unknown fields raise ConfigError."""
+    cd = ml_collections.ConfigDict(cd.to_dict())
+    for text in overrides:
+        key, value = parse_override(text)
+        *parents, leaf = key.split(".")
+        node, path = cd, ""
+        for part in parents:
+            if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
+                _unknown(path, part, list(node.keys()))
+            node, path = node[part], f"{path}{part}."
+        if leaf not in node:
+            _unknown(path, leaf, list(node.keys()))
+        try:
+            node[leaf] = value
+        except TypeError as e:
+            raise ConfigError(f"config field '{key}': {e}. Fix: give a value of the field's type") from e
+    return cd
+
+
+def load(
+    spec: str | ml_collections.ConfigDict,
+    overrides: Sequence[str] = (),
+    num_devices: int | None = None,
+) -> Config:
+    """Loads a preset (name, ``path.py`` or ``path.py:variant``) or a ConfigDict into a validated Config.
+
+    ``num_devices`` (default: ``jax.device_count()``) is checked against ``mesh.shape``.
+    """
+    cd = spec if isinstance(spec, ml_collections.ConfigDict) else _read_preset(spec)
+    cd = apply_overrides(cd, overrides)
+    cfg = from_dict(Config, cd.to_dict())
+    if num_devices is None:
+        import jax  # here, so that configs load without initialising a backend
+
+        num_devices = jax.device_count()
+    cfg.mesh.resolved_shape(num_devices)
+    return cfg
+
+
+def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
+    """The ModelConfig saved beside a checkpoint (JSON) back as a dataclass."""
+    return from_dict(ModelConfig, data, "model.")

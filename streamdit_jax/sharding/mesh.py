@@ -1,0 +1,39 @@
+"""Building the device mesh and the sharding context from a MeshConfig."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from streamdit_jax.sharding.axes import MESH_AXES
+
+if TYPE_CHECKING:
+    from streamdit_jax.config import MeshConfig
+
+
+def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A (data, fsdp, context, model) mesh over ``devices`` (default: all), with Auto axes."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = cfg.resolved_shape(len(devices))
+    if len(devices) == len(jax.devices()):
+        return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
+
+
+@contextlib.contextmanager
+def use_mesh(mesh: Mesh, rules: Sequence[tuple]) -> Iterator[None]:
+    """Makes ``mesh`` current and the logical ``rules`` active (for init, jit tracing and constraints)."""
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(tuple(rules)):
+        yield
+
+
+def logical_sharding(mesh: Mesh, rules: Sequence[tuple], names: Sequence[str | None]) -> NamedSharding:
+    """The NamedSharding of an array whose axes have these logical ``names``."""
+    table = dict(rules)
+    return NamedSharding(mesh, PartitionSpec(*(table.get(n) if n is not None else None for n in names)))
