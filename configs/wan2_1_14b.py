@@ -1,10 +1,14 @@
 """wan2_1_14b: the Wan 2.1 T2V 14B transformer's shape at 832x480 (variant 'res=720p' for 1280x720)."""
 
-from streamdit_jax.config import base_config, parse_arg
+from streamdit_jax.config import ConfigError, base_config, parse_arg
+
+RESOLUTIONS = {"480p": (480, 832), "720p": (720, 1280)}
 
 
 def get_config(arg=None):
     arg = parse_arg(arg, cudnn=False, res="480p")
+    if arg.res not in RESOLUTIONS:
+        raise ConfigError(f"config variant 'res={arg.res}': unknown. Fix: use one of {sorted(RESOLUTIONS)}")
     c = base_config()
     c.model.width = 5120
     c.model.num_heads = 40
@@ -16,7 +20,7 @@ def get_config(arg=None):
     c.model.dtype = "bfloat16"
     c.model.remat = "full"
     c.model.attention = "cudnn" if arg.cudnn else "xla"
-    c.data.resolution = {"480p": (480, 832), "720p": (720, 1280)}[arg.res]
+    c.data.resolution = RESOLUTIONS[arg.res]
     c.data.fps = 16
     c.data.batch_size = 32
     c.data.text_max_length = 512

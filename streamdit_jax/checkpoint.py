@@ -34,10 +34,19 @@ def _manager(directory: str | Path, item_names: Sequence[str]) -> ocp.Checkpoint
 def save_params(
     directory: str | Path, model_cfg: ModelConfig, params: nnx.State | Mapping, step: int = 0
 ) -> Path:
-    """Saves ``params`` (an nnx.State or its pure dict) and ``model_cfg`` as step ``step``."""
+    """Saves ``params`` (an nnx.State or its pure dict) and ``model_cfg`` as step ``step``.
+
+    Never overwrites: a step that exists (or one older than the newest) is an error.
+    """
     pure = nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
     with _manager(directory, (PARAMS, MODEL_CONFIG)) as manager:
-        manager.save(
+        newest = manager.latest_step()
+        if newest is not None and step <= newest:
+            raise FileExistsError(
+                f"{Path(directory).resolve()} already holds checkpoint step {newest}; refusing to overwrite "
+                "it. Choose another directory or remove that checkpoint yourself"
+            )
+        saved = manager.save(
             step,
             args=ocp.args.Composite(
                 **{
@@ -47,6 +56,8 @@ def save_params(
             ),
         )
         manager.wait_until_finished()
+    if not saved:
+        raise RuntimeError(f"Orbax declined to save step {step} under {directory}")
     return Path(directory).resolve() / str(step)
 
 
@@ -84,6 +95,9 @@ def restore_params(
     step = latest_step(directory) if step is None else step
     model_cfg = restore_model_config(directory, step)
     if model_overrides:
+        unknown = sorted(set(model_overrides) - {f.name for f in dataclasses.fields(ModelConfig)})
+        if unknown:
+            raise ValueError(f"model_overrides {unknown} are not ModelConfig fields")
         changes_shapes = sorted(set(model_overrides) - SHAPE_FREE_FIELDS)
         if changes_shapes:
             raise ValueError(

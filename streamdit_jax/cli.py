@@ -140,10 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = [a for a in rest if a.startswith("--config.")]
     unknown = [a for a in rest if not a.startswith("--config.")]
     if unknown:
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        spaced = [a for a in overrides if "=" not in a]
+        hint = f" (write overrides as {spaced[0]}=VALUE)" if spaced else ""
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    from streamdit_jax.convert import ConversionError
+
     try:
         args.fn(args, overrides)
-    except (ConfigError, FileNotFoundError) as e:
+    except (ConfigError, ConversionError, FileNotFoundError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -40,6 +40,13 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _check_range(field: str, value: float, low: float, high: float = math.inf, *, open_low=False) -> None:
+    """Fails unless low <= value <= high (low < value with ``open_low``)."""
+    if value < low or value > high or (open_low and value == low):
+        bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
+        _fail(field, f"{value} is out of range", f"use a value {bound}")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The StreamDiT transformer (Wan 2.1 block layout)."""
@@ -71,9 +78,22 @@ class ModelConfig:
         return math.prod(self.patch_size) * self.latent_channels
 
     def __post_init__(self) -> None:
-        for name in ("width", "num_heads", "mlp_width", "num_layers", "text_width", "latent_channels"):
-            if getattr(self, name) < 1:
-                _fail(f"model.{name}", f"must be positive, got {getattr(self, name)}", "set it to >= 1")
+        for name in (
+            "width",
+            "num_heads",
+            "mlp_width",
+            "num_layers",
+            "text_width",
+            "latent_channels",
+            "freq_dim",
+        ):
+            _check_range(f"model.{name}", getattr(self, name), 1)
+        if self.freq_dim % 2:
+            _fail(
+                "model.freq_dim", f"{self.freq_dim} is odd", "use an even size (cosines and sines in pairs)"
+            )
+        _check_range("model.eps", self.eps, 0.0, open_low=True)
+        _check_range("model.rope_theta", self.rope_theta, 1.0, open_low=True)
         if self.width % self.num_heads:
             _fail(
                 "model.num_heads",
@@ -98,7 +118,11 @@ class ModelConfig:
             _fail("model.window", f"expected None or 3 positive ints, got {self.window}", "e.g. (16, 16, 16)")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
-                _fail(f"model.{name}", f"unknown dtype {getattr(self, name)!r}", "use float32 or bfloat16")
+                _fail(
+                    f"model.{name}",
+                    f"unknown dtype {getattr(self, name)!r}",
+                    "use float32, bfloat16 or float16",
+                )
         # Imported here: the model modules import this one.
         from streamdit_jax.model.attention import BACKENDS
         from streamdit_jax.model.dit import REMAT_POLICIES
@@ -124,6 +148,10 @@ class AutoencoderConfig:
 
     temporal_compression: int = 4
     spatial_compression: int = 8
+
+    def __post_init__(self) -> None:
+        _check_range("autoencoder.temporal_compression", self.temporal_compression, 1)
+        _check_range("autoencoder.spatial_compression", self.spatial_compression, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,6 +188,7 @@ class MeshConfig:
 
     shape: tuple[int, int, int, int] = (-1, 1, 1, 1)
     # (logical axis, mesh axis | tuple of mesh axes | None); see streamdit_jax.sharding.rules.
+    # Logical axes that no rule names are replicated.
     rules: Rules = DEFAULT_RULES
 
     def resolved_shape(self, num_devices: int) -> tuple[int, ...]:
@@ -185,6 +214,8 @@ class MeshConfig:
                 "e.g. (-1, 1, 1, 1) for pure data parallelism",
             )
         for rule in self.rules:
+            if not isinstance(rule, tuple) or len(rule) != 2:
+                _fail("mesh.rules", f"rule {rule!r} is not a pair", "write (logical axis, mesh axis or None)")
             logical, mesh_axes = rule
             if logical not in LOGICAL_AXES:
                 _fail(
@@ -210,8 +241,18 @@ class OptimizerConfig:
     b1: float = 0.9
     b2: float = 0.999
     weight_decay: float = 0.01
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # global-norm clipping; 0 disables it
     ema_decay: float = 0.999
+
+    def __post_init__(self) -> None:
+        _check_range("optimizer.learning_rate", self.learning_rate, 0.0, open_low=True)
+        _check_range("optimizer.warmup_steps", self.warmup_steps, 0)
+        _check_range("optimizer.end_lr_factor", self.end_lr_factor, 0.0, 1.0)
+        _check_range("optimizer.b1", self.b1, 0.0, 1.0)
+        _check_range("optimizer.b2", self.b2, 0.0, 1.0)
+        _check_range("optimizer.weight_decay", self.weight_decay, 0.0)
+        _check_range("optimizer.grad_clip", self.grad_clip, 0.0)
+        _check_range("optimizer.ema_decay", self.ema_decay, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +265,16 @@ class DataConfig:
     batch_size: int = 8  # global, across all processes
     text_max_length: int = 32  # text tokens after padding/truncation
     prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+
+    def __post_init__(self) -> None:
+        if len(self.resolution) != 2 or min(self.resolution) < 1:
+            _fail(
+                "data.resolution", f"expected (height, width) > 0, got {self.resolution}", "e.g. (512, 512)"
+            )
+        _check_range("data.fps", self.fps, 1)
+        _check_range("data.batch_size", self.batch_size, 1)
+        _check_range("data.text_max_length", self.text_max_length, 1)
+        _check_range("data.prompt_dropout", self.prompt_dropout, 0.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,6 +316,7 @@ class Config:
 
 
 def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
+    _check_range("buffer.frames", buffer.frames, 1)
     if not 0 <= buffer.reference_frames < buffer.frames:
         _fail(
             "buffer.reference_frames",
@@ -300,15 +352,15 @@ def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
             f"c={rollout.chunk_frames} does not divide the {n} non-reference frames of the buffer",
             f"use one of {_divisors(n)}",
         )
-    if rollout.micro_steps < 1:
-        _fail("rollout.micro_steps", f"s={rollout.micro_steps}", "use s >= 1")
+    _check_range("rollout.micro_steps", rollout.micro_steps, 1)
+    _check_range("rollout.cfg_scale", rollout.cfg_scale, 0.0)
 
 
 def _validate_grid(cfg: Config) -> None:
     step = cfg.autoencoder.spatial_compression * cfg.model.patch_size[1]
     step_w = cfg.autoencoder.spatial_compression * cfg.model.patch_size[2]
     height, width = cfg.data.resolution
-    if height % step or width % step_w or height < 1 or width < 1:
+    if height % step or width % step_w:
         _fail(
             "data.resolution",
             f"{height}x{width} is not a whole number of patches ({step}x{step_w} pixels each: the "
@@ -329,7 +381,9 @@ def _validate_grid(cfg: Config) -> None:
                 f"{a} {_divisors(g)}" for a, g in zip(("frames", "height", "width"), grid, strict=True)
             ),
         )
-    if any(w < g for g, w in zip(grid, window, strict=True)) and cfg.model.num_layers % 2:
+    from streamdit_jax.model.attention import window_shifts  # the model's own definition of a shift
+
+    if any(window_shifts(grid, window)) and cfg.model.num_layers % 2:
         _fail(
             "model.num_layers",
             f"{cfg.model.num_layers} layers, but shifted windows alternate and need an even number",
@@ -354,7 +408,10 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
                 f"config variant '{item}': unknown option {key!r}. Fix: use one of {sorted(defaults)}"
             )
         value = True if not sep else parse_override(f"{key}={raw}")[1]
-        out[key] = type(defaults[key])(value) if defaults[key] is not None else value
+        default = defaults[key]
+        if default is not None:
+            value = _check_type(f"variant option {key}", type(default), value)
+        out[key] = value
     return out
 
 
@@ -410,10 +467,21 @@ def _check_type(field: str, tp: Any, value: Any) -> Any:
         return _check_type(field, options[0], value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if tp in (int, float, str, bool) and not isinstance(value, tp):
+    if tp in (int, float, str, bool) and (
+        not isinstance(value, tp) or (tp is int and isinstance(value, bool))
+    ):
         _fail(field, f"expected {tp.__name__}, got {value!r}", f"give a {tp.__name__}")
-    if origin is tuple and not isinstance(value, tuple):
-        _fail(field, f"expected a tuple, got {value!r}", "give a tuple, e.g. '(1, 2)'")
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            _fail(field, f"expected a tuple, got {value!r}", "give a tuple, e.g. '(1, 2)'")
+        args = typing.get_args(tp)
+        element = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        if element in (int, float):
+            return tuple(_check_type(field, element, v) for v in value)
+        if args and Ellipsis not in args and all(a in (int, float) for a in args):
+            if len(value) != len(args):
+                _fail(field, f"expected {len(args)} values, got {value!r}", f"give {len(args)} numbers")
+            return tuple(_check_type(field, a, v) for a, v in zip(args, value, strict=True))
     return value
 
 
@@ -433,9 +501,14 @@ def _read_preset(spec: str) -> ml_collections.ConfigDict:
         path = config_dir() / f"{path_part}.py"
     if not path.is_file():
         presets = sorted(p.stem for p in config_dir().glob("*.py") if not p.stem.startswith("_"))
+        where = (
+            f"one of the presets {presets}"
+            if presets
+            else f"a preset name once {config_dir()} exists (presets live in the source checkout's configs/: "
+            "install with `pip install -e .` or set STREAMDIT_CONFIG_DIR)"
+        )
         raise ConfigError(
-            f"config '{spec}': no such file {path}. Fix: give a path to a configs/*.py file or one of the "
-            f"presets {presets}"
+            f"config '{spec}': no such file {path}. Fix: give a path to a configs/*.py file or {where}"
         )
     module_spec = importlib.util.spec_from_file_location(f"streamdit_preset_{path.stem}", path)
     module = importlib.util.module_from_spec(module_spec)
@@ -490,7 +563,8 @@ def load(
 ) -> Config:
     """Loads a preset (name, ``path.py`` or ``path.py:variant``) or a ConfigDict into a validated Config.
 
-    ``num_devices`` (default: ``jax.device_count()``) is checked against ``mesh.shape``.
+    ``num_devices`` (default: ``jax.device_count()``) is checked against ``mesh.shape``. The default
+    starts JAX's backend: in multi-host programs call ``jax.distributed.initialize()`` first.
     """
     cd = spec if isinstance(spec, ml_collections.ConfigDict) else _read_preset(spec)
     cd = apply_overrides(cd, overrides)

@@ -60,11 +60,11 @@ def converted(tmp_path_factory):
     assert (
         main(["convert", "wan-transformer", "--src", str(src), "--out", str(out), "--window", "2,2,3"]) == 0
     )
-    return model, out
+    return model, out, src
 
 
 def test_convert_then_restore_on_other_meshes(converted):
-    torch_model, ckpt = converted
+    torch_model, ckpt, _ = converted
     rng = np.random.default_rng(0)
     latents = rng.standard_normal((2, 4, 4, 12, 4)).astype(np.float32)  # token grid (4, 2, 6)
     text = rng.standard_normal((2, 5, 16)).astype(np.float32)
@@ -96,8 +96,24 @@ def test_convert_then_restore_on_other_meshes(converted):
     assert count_params(params8) == sum(p.numel() for p in torch_model.parameters())
 
 
+def test_convert_never_overwrites_a_checkpoint(converted, capsys):
+    _, ckpt, src = converted
+    argv = ["convert", "wan-transformer", "--src", str(src), "--out", str(ckpt), "--param-dtype", "bfloat16"]
+    assert main(argv) == 2
+    assert "refusing to overwrite" in capsys.readouterr().err
+    cfg, _, params = restore_params(ckpt)
+    assert cfg.window == (2, 2, 3) and cfg.param_dtype == "float32"  # untouched
+    assert params["head"]["kernel"][...].dtype == np.float32
+
+
+def test_space_separated_override_gets_a_hint(capsys):
+    with pytest.raises(SystemExit):
+        main(["summary", "--config", "tiny", "--config.model.num_layers", "4"])
+    assert "--config.model.num_layers=VALUE" in capsys.readouterr().err
+
+
 def test_summary_of_a_checkpoint(converted, capsys):
-    torch_model, ckpt = converted
+    torch_model, ckpt, _ = converted
     assert main(["summary", "--checkpoint", str(ckpt)]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("parameters: "))
     assert int(line.split()[1]) == sum(p.numel() for p in torch_model.parameters())
@@ -117,6 +133,6 @@ def test_convert_of_a_folder_without_config_is_a_clear_error(tmp_path, capsys):
 
 
 def test_restore_rejects_shape_changing_overrides(converted):
-    _, ckpt = converted
+    _, ckpt, _ = converted
     with pytest.raises(ValueError, match="num_layers"):
         restore_params(ckpt, model_overrides={"num_layers": 4})

@@ -76,6 +76,17 @@ INVALID = [
     (["model.remat=some"], "model.remat", "use one of"),
     (["model.widht=32"], "model.widht", "did you mean 'model.width'"),
     (["modle.width=32"], "modle", "did you mean 'model'"),
+    (["model.freq_dim=63"], "model.freq_dim", "even size"),
+    (["model.eps=-1.0"], "model.eps", "use a value > 0.0"),
+    (["model.window=(4.0,2,2)"], "model.window", "give a int"),
+    (["model.window=(4,2)"], "model.window", "give 3 numbers"),
+    (["data.resolution=(64,)"], "data.resolution", "give 2 numbers"),
+    (["data.prompt_dropout=5.0"], "data.prompt_dropout", "<= 1.0"),
+    (["data.batch_size=0"], "data.batch_size", ">= 1"),
+    (["autoencoder.spatial_compression=0"], "autoencoder.spatial_compression", ">= 1"),
+    (["buffer.frames=0"], "buffer.frames", ">= 1"),
+    (["optimizer.b1=3.0"], "optimizer.b1", "<= 1.0"),
+    (["mesh.rules=(('embed',),)"], "mesh.rules", "(logical axis, mesh axis or None)"),
 ]  # fmt: skip
 
 
@@ -102,6 +113,19 @@ def test_unknown_preset_and_variant_are_explained():
         load("tinny", num_devices=1)
     with pytest.raises(ConfigError, match="unknown option 'fast'"):
         load("tiny:fast", num_devices=1)
+    with pytest.raises(ConfigError, match="expected bool"):
+        load("streamdit_4b:distilled=no", num_devices=1)
+    with pytest.raises(ConfigError, match="expected int"):
+        load("streamdit_4b:res=abc", num_devices=1)
+    with pytest.raises(ConfigError, match=r"'480p', '720p'"):
+        load("wan2_1_14b:res=1080p", num_devices=1)
+    assert load("streamdit_4b:distilled=false", num_devices=1).rollout.micro_steps == 16
+
+
+def test_windows_that_never_shift_allow_an_odd_number_of_layers():
+    """A window of 1 frame shifts by 0: only axes that really shift need layer pairs."""
+    cfg = load("tiny", ["model.window=(1,4,4)", "model.num_layers=3"], num_devices=1)
+    assert cfg.model.num_layers == 3
 
 
 def test_mesh_with_minus_one_takes_the_remaining_devices():

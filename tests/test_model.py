@@ -59,15 +59,6 @@ def test_windows_limit_what_each_frame_sees():
     assert _frame_influence(_model_cfg(window=None)) == [True, True, True, True]
 
 
-def test_window_covering_the_grid_is_full_attention():
-    full = _model_cfg(window=None)
-    _, params = _random_model(full)
-    inputs = _inputs(full)  # token grid (8, 4, 4)
-    want = _forward(full)(params, *inputs)
-    got = _forward(_model_cfg(window=(8, 4, 4)))(params, *inputs)
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-
-
 def test_forward_backward_runs_and_every_parameter_learns():
     cfg = TINY.model
     graphdef, params = _random_model(cfg)
@@ -110,7 +101,7 @@ def test_bfloat16_compute_stays_close_to_float32():
     want = _forward(TINY.model)(params, *inputs)
     got = _forward(_model_cfg(dtype="bfloat16"))(params, *inputs)
     assert got.dtype == jnp.float32
-    assert relative_error(got, want) < 3e-2
+    assert relative_error(got, want) < 1e-2  # seen: ~5e-3 on the CPU
 
 
 def test_per_frame_sigma_changes_only_through_time_embedding():
@@ -123,6 +114,19 @@ def test_per_frame_sigma_changes_only_through_time_embedding():
     out_b = forward(params, latents, sigma.at[:, 2].set(0.99), text, mask)
     changed = [bool(jnp.any(out_a[:, f] != out_b[:, f])) for f in range(4)]
     assert changed == [False, False, True, False]
+
+
+def test_a_prompt_without_valid_tokens_contributes_nothing():
+    """An all-false mask means "no text": the padding's values must not matter, and no NaN appears."""
+    cfg = TINY.model
+    _, params = _random_model(cfg)
+    latents, sigma, text, _ = _inputs(cfg)
+    empty = jnp.zeros(text.shape[:2], bool)
+    forward = _forward(cfg)
+    a = forward(params, latents, sigma, text, empty)
+    b = forward(params, latents, sigma, 5.0 * text + 3.0, empty)
+    assert bool(jnp.isfinite(a).all())
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
 def test_changing_values_and_prompt_length_does_not_retrace():

@@ -9,6 +9,7 @@ from helpers import randomize, relative_error
 from jax.sharding import NamedSharding, PartitionSpec
 
 from streamdit_jax import config as config_lib
+from streamdit_jax.config import ConfigError
 from streamdit_jax.model import apply, init_params, param_shardings
 from streamdit_jax.sharding import axes, logical_sharding, make_mesh, use_mesh
 
@@ -94,3 +95,22 @@ def test_partition_spec_snapshot():
     }
     for name, spec in expected.items():
         assert specs[name] == spec, (name, specs[name])
+
+
+def test_a_mesh_that_cannot_split_a_parameter_is_a_config_error():
+    small = config_lib.load("small", num_devices=8)  # 3 heads
+    with pytest.raises(ConfigError, match=r"'mesh.shape'.*has 3 along logical axis 'heads'.* = 2 devices"):
+        init_params(small.model, jax.random.key(0), _mesh((1, 2, 2, 2)), small.mesh.rules)
+
+
+def test_rules_that_reuse_a_mesh_axis_are_a_config_error():
+    rules = (*TINY.mesh.rules[:1], ("mlp", "fsdp"))  # embed and mlp both on fsdp
+    with pytest.raises(ConfigError, match=r"'mesh.rules'.*twice"):
+        param_shardings(init_params(TINY.model, jax.random.key(0))[1], _mesh((1, 2, 2, 2)), rules)
+
+
+def test_partial_rules_replicate_the_axes_they_do_not_name():
+    mesh = _mesh((1, 8, 1, 1))
+    _, params = init_params(TINY.model, jax.random.key(0), mesh, (("embed", "fsdp"),))
+    kernel = params["blocks"]["mlp"]["fc1"]["kernel"][...]
+    assert kernel.sharding.spec == PartitionSpec(None, "fsdp", None)

@@ -1,5 +1,3 @@
-"""Parity with code we did not write: diffusers' PyTorch WanTransformer3DModel, converted into ours."""
-
 import json
 
 import jax
@@ -12,9 +10,9 @@ diffusers = pytest.importorskip("diffusers")
 
 from helpers import relative_error  # noqa: E402
 
-from streamdit_jax.convert import convert_wan_state, wan_model_config, wan_transformer  # noqa: E402
+from streamdit_jax.convert import ConversionError, convert_wan_state, wan_model_config, wan_transformer  # noqa: E402
 
-WAN_CONFIG = dict(
+BASE = dict(
     patch_size=(1, 2, 2),
     num_attention_heads=2,
     attention_head_dim=16,  # RoPE split 8/4/4: frame, height and width parts differ in size
@@ -29,15 +27,22 @@ WAN_CONFIG = dict(
     eps=1e-6,
     rope_max_seq_len=64,
 )
-LATENT = (2, 3, 8, 12)  # B, F, h, w -> a non-square (3, 4, 6) token grid
+VARIANTS = {
+    "wan": BASE,
+    # Another patch, no cross-attention norm, head dim 12 (RoPE split 4/4/4), eps 1e-5.
+    "variant": {**BASE, "patch_size": (1, 1, 2), "num_attention_heads": 3, "attention_head_dim": 12,
+                "cross_attn_norm": False, "eps": 1e-5},
+}  # fmt: skip
+LATENT = (2, 3, 8, 12)  # B, F, h, w -> a non-square token grid
 TEXT_LENGTHS = (7, 4)  # per sample; the batch is padded to 7
+TOLERANCE = 1e-5  # the issue asks for 1e-4; float32 on the CPU gives ~5e-7
 
 
-@pytest.fixture(scope="module")
-def wan_dir(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def wan_dir(request, tmp_path_factory):
     """A randomly initialised diffusers Wan transformer saved as sharded safetensors."""
     torch.manual_seed(0)
-    model = diffusers.WanTransformer3DModel(**WAN_CONFIG).eval()
+    model = diffusers.WanTransformer3DModel(**VARIANTS[request.param]).eval()
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name and name.endswith("weight"):
@@ -53,16 +58,16 @@ def wan_dir(tmp_path_factory):
 def _inputs(seed=0):
     rng = np.random.default_rng(seed)
     b, f, h, w = LATENT
-    latents = rng.standard_normal((b, f, h, w, WAN_CONFIG["in_channels"])).astype(np.float32)
-    text = rng.standard_normal((b, max(TEXT_LENGTHS), WAN_CONFIG["text_dim"])).astype(np.float32)
+    latents = rng.standard_normal((b, f, h, w, BASE["in_channels"])).astype(np.float32)
+    text = rng.standard_normal((b, max(TEXT_LENGTHS), BASE["text_dim"])).astype(np.float32)
     mask = np.arange(max(TEXT_LENGTHS))[None, :] < np.array(TEXT_LENGTHS)[:, None]
     return latents, text, mask
 
 
-def _reference(model, latents, timestep, text):
-    """diffusers on each sample alone, with its unpadded prompt; -> [B, F, h, w, C]."""
+def _reference(model, latents, timestep, text, lengths=TEXT_LENGTHS):
+    """diffusers on each sample alone, with the first ``lengths[i]`` text tokens; -> [B, F, h, w, C]."""
     outs = []
-    for i, n in enumerate(TEXT_LENGTHS):
+    for i, n in enumerate(lengths):
         x = torch.from_numpy(latents[i : i + 1]).permute(0, 4, 1, 2, 3)
         with torch.no_grad():
             out = model(
@@ -81,7 +86,32 @@ def test_one_timestep_per_sample(wan_dir):
     got = jax.jit(ours.__call__)(latents, sigma, text, mask)
     want = _reference(torch_model, latents, t, text)
     assert got.shape == want.shape
-    assert relative_error(got, want) <= 1e-4
+    assert relative_error(got, want) <= TOLERANCE
+
+
+def test_window_equal_to_the_latent_is_wan_full_attention(wan_dir):
+    path, torch_model = wan_dir
+    grid = tuple(n // p for n, p in zip(LATENT[1:], torch_model.config.patch_size, strict=True))
+    ours = wan_transformer(path, window=grid)
+    assert ours.cfg.window == grid
+    latents, text, mask = _inputs(seed=3)
+    t = np.array([500.0, 40.0], np.float32)
+    got = jax.jit(ours.__call__)(latents, np.repeat(t[:, None] / 1000.0, LATENT[1], axis=1), text, mask)
+    assert relative_error(got, _reference(torch_model, latents, t, text)) <= TOLERANCE
+
+
+def test_wan_pipeline_padding_is_reproduced_with_an_all_true_mask(wan_dir):
+    """Wan's pipeline zero-pads prompt states and attends to the padding: an all-true mask does the same."""
+    path, torch_model = wan_dir
+    ours = wan_transformer(path)
+    latents, text, mask = _inputs(seed=4)
+    padded = np.where(mask[..., None], text, 0.0).astype(np.float32)
+    t = np.array([250.0, 750.0], np.float32)
+    sigma = np.repeat(t[:, None] / 1000.0, LATENT[1], axis=1)
+    want = _reference(torch_model, latents, t, padded, lengths=(7, 7))
+    got = ours(latents, sigma, padded, np.ones_like(mask))
+    assert relative_error(got, want) <= TOLERANCE
+    assert relative_error(ours(latents, sigma, padded, mask), want) > 1e-3  # the mask does matter
 
 
 def test_per_frame_timesteps(wan_dir):
@@ -91,11 +121,11 @@ def test_per_frame_timesteps(wan_dir):
     latents, text, mask = _inputs(seed=1)
     b, f, h, w = LATENT
     sigma = np.sort(np.random.default_rng(2).uniform(0, 1, (b, f)).astype(np.float32), axis=1)
-    tokens_per_frame = (h // 2) * (w // 2)
-    per_token = np.repeat(1000.0 * sigma, tokens_per_frame, axis=1).astype(np.float32)
+    _, ph, pw = torch_model.config.patch_size
+    per_token = np.repeat(1000.0 * sigma, (h // ph) * (w // pw), axis=1).astype(np.float32)
     got = jax.jit(ours.__call__)(latents, sigma, text, mask)
     want = _reference(torch_model, latents, per_token, text)
-    assert relative_error(got, want) <= 1e-4
+    assert relative_error(got, want) <= TOLERANCE
     # The frames really got different time embeddings: one shared sigma gives another answer.
     flat = np.repeat(sigma.mean(1, keepdims=True), f, axis=1)
     assert relative_error(jax.jit(ours.__call__)(latents, flat, text, mask), want) > 1e-2
@@ -120,7 +150,7 @@ def test_unknown_and_missing_tensors_are_listed(wan_dir):
     cfg = wan_model_config(json.loads((path / "config.json").read_text()))
     del tensors["blocks.1.attn2.to_k.weight"]
     tensors["blocks.0.attn1.extra_proj.weight"] = np.zeros(3, np.float32)
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(ConversionError) as err:
         convert_wan_state(tensors, cfg)
     message = str(err.value)
     assert "blocks.0.attn1.extra_proj.weight" in message and "unknown tensors (1)" in message
@@ -129,4 +159,21 @@ def test_unknown_and_missing_tensors_are_listed(wan_dir):
 
 def test_image_conditioned_config_is_rejected():
     with pytest.raises(ValueError, match="image-conditioned"):
-        wan_model_config({**WAN_CONFIG, "image_dim": 1280})
+        wan_model_config({**BASE, "image_dim": 1280})
+
+
+def test_bfloat16_weights_convert(wan_dir, tmp_path):
+    """bf16 safetensors (as Wan ships) are read without torch and give bf16-accurate parity."""
+    import copy
+
+    bf16 = copy.deepcopy(wan_dir[1]).to(torch.bfloat16)
+    bf16.save_pretrained(tmp_path)
+    # The reference: the same bf16-rounded weights in a float32 model (its RoPE tables stay float32).
+    torch_model = diffusers.WanTransformer3DModel.from_config(wan_dir[1].config).eval()
+    torch_model.load_state_dict({k: v.float() for k, v in bf16.state_dict().items()})
+    ours = wan_transformer(tmp_path, param_dtype="bfloat16")
+    assert ours.blocks.mlp.fc1.kernel[...].dtype == jnp.bfloat16
+    latents, text, mask = _inputs(seed=5)
+    t = np.array([600.0, 300.0], np.float32)
+    got = ours(latents, np.repeat(t[:, None] / 1000.0, LATENT[1], axis=1), text, mask)
+    assert relative_error(got, _reference(torch_model, latents, t, text)) <= TOLERANCE

@@ -26,6 +26,10 @@ from streamdit_jax.sharding import DEFAULT_RULES
 _IGNORED_SUFFIXES = ("norm_added_q.weight",)
 
 
+class ConversionError(ValueError):
+    """The source weights do not match the model their config describes."""
+
+
 def _find_transformer_dir(directory: str | Path) -> Path:
     path = Path(directory)
     if (path / "transformer" / "config.json").is_file():  # a whole pipeline folder
@@ -128,46 +132,55 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def convert_wan_state(tensors: dict[str, np.ndarray], cfg: ModelConfig) -> dict[str, Any]:
     """A diffusers state dict (name -> array) as our pure params dict, in ``cfg.param_dtype``.
 
-    Raises ValueError listing every unknown tensor, missing tensor and shape mismatch.
+    Raises ConversionError listing every unknown tensor, missing tensor and shape mismatch.
     """
     top, block = _mapping(cfg)
     dtype = jnp.dtype(cfg.param_dtype)
-    params: dict[str, Any] = {}
-    layers: dict[str, list] = {dst: [None] * cfg.num_layers for dst, _ in block.values()}
-    unknown, missing = [], []
+    expected = _flatten(nnx.to_pure_dict(abstract_model(cfg)[1]))
+    converted: dict[str, np.ndarray] = {}  # our path -> array (stacked blocks filled in place)
+    filled: dict[str, set[int]] = {dst: set() for dst, _ in block.values()}
+    unknown, wrong = [], []
+
+    def put(path: str, array: np.ndarray, layer: int | None = None) -> None:
+        shape = expected[path].shape if layer is None else expected[path].shape[1:]
+        if array.shape != shape:
+            wrong.append(f"{path}: {array.shape} != {shape}")
+        elif layer is None:
+            converted[path] = array.astype(dtype)
+        else:
+            stacked = converted.setdefault(path, np.empty(expected[path].shape, dtype))
+            stacked[layer] = array
+
     for name, array in tensors.items():
         if name.endswith(_IGNORED_SUFFIXES):
             continue
         parts = name.split(".")
         if parts[0] == "blocks" and len(parts) > 2 and parts[1].isdigit():
-            index, local = int(parts[1]), ".".join(parts[2:])
-            if local not in block or index >= cfg.num_layers:
+            layer, local = int(parts[1]), ".".join(parts[2:])
+            if local not in block or layer >= cfg.num_layers:
                 unknown.append(name)
                 continue
             dst, fn = block[local]
-            layers[dst][index] = np.asarray(fn(np.asarray(array, dtype=np.float32)), dtype=dtype)
+            put(f"blocks/{dst}", fn(np.asarray(array, np.float32)), layer)
+            filled[dst].add(layer)
         elif name in top:
             dst, fn = top[name]
-            _set(params, dst, np.asarray(fn(np.asarray(array, dtype=np.float32)), dtype=dtype))
+            put(dst, fn(np.asarray(array, np.float32)))
         else:
             unknown.append(name)
-    missing += [src for src, (dst, _) in top.items() if dst not in _flatten(params)]
+    missing = [src for src, (dst, _) in top.items() if dst not in converted]
     for src, (dst, _) in block.items():
-        absent = [i for i, a in enumerate(layers[dst]) if a is None]
-        missing += [f"blocks.{i}.{src}" for i in absent]
-        if not absent:
-            _set(params, f"blocks/{dst}", np.stack(layers[dst]))
-    if unknown or missing:
-        raise ValueError(
+        missing += [f"blocks.{i}.{src}" for i in range(cfg.num_layers) if i not in filled[dst]]
+    if unknown or missing or wrong:
+        raise ConversionError(
             "the Wan checkpoint does not match the model built from its config.json:\n"
             f"  unknown tensors ({len(unknown)}): {sorted(unknown)}\n"
-            f"  missing tensors ({len(missing)}): {sorted(missing)}"
+            f"  missing tensors ({len(missing)}): {sorted(missing)}\n"
+            f"  wrong shapes ({len(wrong)}): {wrong}"
         )
-    expected = _flatten(nnx.to_pure_dict(abstract_model(cfg)[1]))
-    got = _flatten(params)
-    wrong = [f"{k}: {got[k].shape} != {v.shape}" for k, v in expected.items() if got[k].shape != v.shape]
-    if wrong:
-        raise ValueError("converted tensors have the wrong shape:\n  " + "\n  ".join(wrong))
+    params: dict[str, Any] = {}
+    for path, array in converted.items():
+        _set(params, path, array)
     return params
 
 

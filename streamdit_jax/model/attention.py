@@ -102,20 +102,27 @@ def unfold_windows(x: jax.Array, grid: tuple[int, int, int], window: tuple[int, 
 
 
 @functools.lru_cache(maxsize=64)
-def shifted_window_mask(
+def shifted_window_regions(
     grid: tuple[int, int, int], window: tuple[int, int, int], shifts: tuple[int, int, int]
 ) -> np.ndarray:
-    """[windows, 1, T, T] bool: True where two tokens of a shifted window may attend to each other.
+    """[windows, T] int8 region of each token of the rolled, folded grid.
 
     After rolling by -shift, the last ``shift`` positions of an axis hold tokens wrapped from its start;
-    a token may only attend to tokens on the same side of every wrap.
+    two tokens may attend to each other only if they are in the same region (the same side of every wrap).
     """
-    region = np.zeros(grid, dtype=np.int32)
+    region = np.zeros(grid, dtype=np.int8)
     for axis, (size, shift) in enumerate(zip(grid, shifts, strict=True)):
         if shift:
-            wrapped = (np.arange(size) >= size - shift).astype(np.int32) << axis
+            wrapped = (np.arange(size) >= size - shift).astype(np.int8) << axis
             region += wrapped.reshape([size if a == axis else 1 for a in range(3)])
-    ids = np.asarray(fold_windows(region[None], window))[0]  # [windows, T]
+    return np.asarray(fold_windows(region[None], window))[0]
+
+
+def shifted_window_mask(
+    grid: tuple[int, int, int], window: tuple[int, int, int], shifts: tuple[int, int, int]
+) -> jax.Array:
+    """[windows, 1, T, T] bool mask of a shifted layer, built in the graph from the small region table."""
+    ids = jnp.asarray(shifted_window_regions(grid, window, shifts))
     return (ids[:, :, None] == ids[:, None, :])[:, None]
 
 
@@ -135,7 +142,7 @@ def window_attention(
         q, k, v = (jnp.roll(x, [-s for s in shifts], axis=(1, 2, 3)) for x in (q, k, v))
     names = (axes.BATCH, axes.WINDOWS, None, axes.ACT_HEADS, None)
     q, k, v = (constrain(fold_windows(x, window), names) for x in (q, k, v))
-    mask = jnp.asarray(shifted_window_mask(grid, window, shifts)) if any(shifts) else None
+    mask = shifted_window_mask(grid, window, shifts) if any(shifts) else None
     out = constrain(attend(q, k, v, mask, impl), names)
     out = unfold_windows(out, grid, window)
     if any(shifts):

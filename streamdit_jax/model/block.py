@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 from streamdit_jax.config import ModelConfig
@@ -40,16 +39,18 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
-    """Linear -> GELU (tanh) -> Linear."""
+    """Linear -> GELU (tanh) -> Linear over the token grid [B, F, H, W, D]."""
 
-    def __init__(self, width: int, hidden: int, in_axes: tuple, *, dtype, param_dtype, rngs: nnx.Rngs):
-        self.fc1 = Linear(width, hidden, in_axes, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.fc2 = Linear(hidden, width, in_axes[::-1], rngs=rngs, dtype=dtype, param_dtype=param_dtype)
+    def __init__(self, width: int, hidden: int, *, dtype, param_dtype, rngs: nnx.Rngs):
+        self.fc1 = Linear(
+            width, hidden, (axes.EMBED, axes.MLP), rngs=rngs, dtype=dtype, param_dtype=param_dtype
+        )
+        self.fc2 = Linear(
+            hidden, width, (axes.MLP, axes.EMBED), rngs=rngs, dtype=dtype, param_dtype=param_dtype
+        )
 
-    def __call__(self, x: jax.Array, hidden_axes: tuple | None = None) -> jax.Array:
-        h = jax.nn.gelu(self.fc1(x), approximate=True)
-        if hidden_axes is not None:
-            h = constrain(h, hidden_axes)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = constrain(jax.nn.gelu(self.fc1(x), approximate=True), (*GRID_AXES[:-1], axes.ACT_MLP))
         return self.fc2(h)
 
 
@@ -67,9 +68,7 @@ class Block(nnx.Module):
             if cfg.cross_attn_norm
             else None
         )
-        self.mlp = MLP(
-            cfg.width, cfg.mlp_width, (axes.EMBED, axes.MLP), dtype=dtype, param_dtype=param_dtype, rngs=rngs
-        )
+        self.mlp = MLP(cfg.width, cfg.mlp_width, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         init = nnx.with_partitioning(nnx.initializers.zeros_init(), (axes.MODULATION, axes.EMBED))
         self.modulation = nnx.Param(init(rngs.params(), (6, cfg.width), param_dtype))
 
@@ -79,7 +78,7 @@ class Block(nnx.Module):
         mod: jax.Array,
         context: jax.Array,
         context_mask: jax.Array,
-        rope: tuple[np.ndarray, np.ndarray],
+        rope: tuple[jax.Array, jax.Array],
         shifted: bool,
     ) -> jax.Array:
         """x [B, F, H, W, D] float32, mod [B, F, 6, D], context [B, L, D], context_mask [B, L] bool."""
@@ -94,10 +93,9 @@ class Block(nnx.Module):
         x = x + self._cross_attention(h, context, context_mask).astype(jnp.float32)
 
         h = (layer_norm(x, cfg.eps) * (1 + scale_m) + shift_m).astype(dtype)
-        hidden_axes = (*GRID_AXES[:-1], axes.ACT_MLP)
-        return x + self.mlp(h, hidden_axes).astype(jnp.float32) * gate_m
+        return x + self.mlp(h).astype(jnp.float32) * gate_m
 
-    def _self_attention(self, h: jax.Array, rope: tuple[np.ndarray, np.ndarray], shifted: bool) -> jax.Array:
+    def _self_attention(self, h: jax.Array, rope: tuple[jax.Array, jax.Array], shifted: bool) -> jax.Array:
         a = self.self_attn
         q = apply_rope(a.q_norm(a.q(h)), *rope)
         k = apply_rope(a.k_norm(a.k(h)), *rope)
@@ -110,4 +108,6 @@ class Block(nnx.Module):
         q = a.q_norm(a.q(h)).reshape(b, f * hh * ww, self.cfg.num_heads, self.cfg.head_dim)
         k, v = a.k_norm(a.k(context)), a.v(context)
         out = attend(q, k, v, context_mask[:, None, None, :], self.cfg.attention)
+        # A prompt with no valid token contributes nothing (rather than an average of its padding).
+        out = out * context_mask.any(-1)[:, None, None, None].astype(out.dtype)
         return a.out(out.reshape(b, f, hh, ww, *out.shape[-2:]))

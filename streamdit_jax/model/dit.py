@@ -116,14 +116,15 @@ class StreamDiT(nnx.Module):
         mod = self.time_proj(jax.nn.silu(temb))  # [B, F, 6, D]
         context = constrain(self.text_embed(text), (axes.BATCH, axes.ACT_LENGTH, axes.ACT_EMBED))
 
-        x = self._run_blocks(x, mod, context, text_mask.astype(bool), grid)
+        rope = rope_tables(grid, cfg.head_dim, cfg.rope_theta)  # once, outside the layer scan
+        x = self._run_blocks(x, mod, context, text_mask.astype(bool), rope, grid)
 
         e = (self.head_modulation[...].astype(jnp.float32) + temb[:, :, None, :])[:, :, :, None, None, :]
         h = layer_norm(x, cfg.eps) * (1 + e[:, :, 1]) + e[:, :, 0]
         out = self.head(h.astype(dtype_of(cfg.dtype))).astype(jnp.float32)
         return unpatchify(out, cfg.patch_size)
 
-    def _run_blocks(self, x, mod, context, context_mask, grid) -> jax.Array:
+    def _run_blocks(self, x, mod, context, context_mask, rope, grid) -> jax.Array:
         cfg = self.cfg
         shifts = window_shifts(grid, resolve_window(grid, cfg.window))
         period = 2 if any(shifts) else 1
@@ -132,7 +133,6 @@ class StreamDiT(nnx.Module):
                 f"model.num_layers={cfg.num_layers} is odd, but windows {cfg.window} shift on the token grid "
                 f"{grid}; shifted windows alternate and need an even number of layers"
             )
-        rope = rope_tables(grid, cfg.head_dim, cfg.rope_theta)
         graphdef, stacked = nnx.split(self.blocks)
         grouped = jax.tree.map(lambda a: a.reshape(cfg.num_layers // period, period, *a.shape[1:]), stacked)
 

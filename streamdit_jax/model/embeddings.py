@@ -37,21 +37,31 @@ def rope_split(head_dim: int) -> tuple[int, int, int]:
     return head_dim - 2 * hw, hw, hw
 
 
-@functools.lru_cache(maxsize=32)
-def rope_tables(grid: tuple[int, int, int], head_dim: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
-    """cos and sin [F, H, W, head_dim/2] of the rotation angles for each token and channel pair."""
-    parts = []
-    for axis, (dim, size) in enumerate(zip(rope_split(head_dim), grid, strict=True)):
-        freqs = 1.0 / theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
-        angles = np.outer(np.arange(size, dtype=np.float64), freqs)  # [size, dim/2]
-        shape = [1, 1, 1, dim // 2]
-        shape[axis] = size
-        parts.append(np.broadcast_to(angles.reshape(shape), (*grid, dim // 2)))
-    angles = np.concatenate(parts, axis=-1)
-    return np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+@functools.lru_cache(maxsize=64)
+def _axis_angles(size: int, dim: int, theta: float) -> np.ndarray:
+    """[size, dim/2] rotation angles of one grid axis (float64, as Wan computes them)."""
+    freqs = 1.0 / theta ** (np.arange(0, dim, 2, dtype=np.float64) / dim)
+    return np.outer(np.arange(size, dtype=np.float64), freqs)
 
 
-def apply_rope(x: jax.Array, cos: np.ndarray, sin: np.ndarray) -> jax.Array:
+def rope_tables(grid: tuple[int, int, int], head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """cos and sin [F, H, W, head_dim/2] of the rotation angle of each token and channel pair.
+
+    Built in the graph from three small per-axis tables (the full tables would be large constants).
+    """
+    tables = []
+    for fn in (np.cos, np.sin):
+        parts = []
+        for axis, (dim, size) in enumerate(zip(rope_split(head_dim), grid, strict=True)):
+            shape = [1, 1, 1, dim // 2]
+            shape[axis] = size
+            part = jnp.asarray(fn(_axis_angles(size, dim, theta)), jnp.float32).reshape(shape)
+            parts.append(jnp.broadcast_to(part, (*grid, dim // 2)))
+        tables.append(jnp.concatenate(parts, axis=-1))
+    return tables[0], tables[1]
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotates channel pairs (2i, 2i+1) of x [B, F, H, W, N, K] by the per-token angles (float32 math)."""
     pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], x.shape[-1] // 2, 2)
     x1, x2 = pairs[..., 0], pairs[..., 1]

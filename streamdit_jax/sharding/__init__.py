@@ -9,7 +9,7 @@ from flax import linen
 
 from streamdit_jax.sharding import axes
 from streamdit_jax.sharding.mesh import logical_sharding, make_mesh, use_mesh
-from streamdit_jax.sharding.rules import DEFAULT_RULES
+from streamdit_jax.sharding.rules import DEFAULT_RULES, complete_rules
 
 
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
@@ -19,4 +19,12 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     return linen.with_logical_constraint(x, tuple(names))
 
 
-__all__ = ["DEFAULT_RULES", "axes", "constrain", "logical_sharding", "make_mesh", "use_mesh"]
+__all__ = [
+    "DEFAULT_RULES",
+    "axes",
+    "complete_rules",
+    "constrain",
+    "logical_sharding",
+    "make_mesh",
+    "use_mesh",
+]

@@ -12,6 +12,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from streamdit_jax.sharding.axes import MESH_AXES
+from streamdit_jax.sharding.rules import complete_rules
 
 if TYPE_CHECKING:
     from streamdit_jax.config import MeshConfig
@@ -29,7 +30,7 @@ def make_mesh(cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> M
 @contextlib.contextmanager
 def use_mesh(mesh: Mesh, rules: Sequence[tuple]) -> Iterator[None]:
     """Makes ``mesh`` current and the logical ``rules`` active (for init, jit tracing and constraints)."""
-    with jax.set_mesh(mesh), nnx.logical_axis_rules(tuple(rules)):
+    with jax.set_mesh(mesh), nnx.logical_axis_rules(complete_rules(rules)):
         yield
 
 
