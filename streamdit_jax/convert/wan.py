@@ -48,15 +48,19 @@ def wan_model_config(
     """Our ModelConfig for a diffusers WanTransformer3DModel config.json (``fields`` set dtype etc.)."""
     for key in ("image_dim", "added_kv_proj_dim", "pos_embed_seq_len"):
         if hf.get(key) is not None:
-            raise ValueError(
+            raise ConversionError(
                 f"config.json sets {key}={hf[key]}: image-conditioned Wan models are not supported, "
                 "only text-to-video Wan 2.1 transformers"
             )
     if hf.get("qk_norm", "rms_norm_across_heads") != "rms_norm_across_heads":
-        raise ValueError(f"config.json qk_norm={hf['qk_norm']!r}: only 'rms_norm_across_heads' is supported")
+        raise ConversionError(
+            f"config.json qk_norm={hf['qk_norm']!r}: only 'rms_norm_across_heads' is supported"
+        )
     in_channels = hf.get("in_channels", 16)
     if (hf.get("out_channels") or in_channels) != in_channels:
-        raise ValueError(f"in_channels={in_channels} != out_channels={hf['out_channels']}: not supported")
+        raise ConversionError(
+            f"in_channels={in_channels} != out_channels={hf['out_channels']}: not supported"
+        )
     heads, head_dim = hf.get("num_attention_heads", 40), hf.get("attention_head_dim", 128)
     return ModelConfig(
         width=heads * head_dim,

@@ -9,16 +9,13 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from streamdit_jax.config import ConfigError, ModelConfig
+from streamdit_jax.config import ConfigError, MeshConfig, ModelConfig
 from streamdit_jax.model.dit import StreamDiT
-from streamdit_jax.sharding import DEFAULT_RULES, complete_rules, use_mesh
+from streamdit_jax.sharding import DEFAULT_RULES, complete_rules, make_mesh, use_mesh
 
 
 def single_device_mesh() -> Mesh:
     """A (1, 1, 1, 1) mesh on the first device."""
-    from streamdit_jax.config import MeshConfig
-    from streamdit_jax.sharding import make_mesh
-
     return make_mesh(MeshConfig(shape=(1, 1, 1, 1)), jax.devices()[:1])
 
 
