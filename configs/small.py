@@ -1,4 +1,4 @@
-"""small: the embedded CPU demo (128x128 video, 8-frame latent buffer)."""
+"""small: the embedded CPU demo (64x64 video at 8 fps, an 8-latent-frame buffer)."""
 
 from streamdit_jax.config import base_config, parse_arg
 
@@ -13,11 +13,26 @@ def get_config(arg=None):
     c.model.text_width = 384  # MiniLM-L6
     c.model.latent_channels = 16
     c.model.freq_dim = 128
-    c.model.window = None if arg.full else (8, 4, 4)  # token grid (8, 8, 8): full time, quarter space
-    c.data.resolution = (128, 128)
+    c.model.window = None if arg.full else (8, 2, 2)  # token grid (8, 4, 4): full time, quarter space
+    c.autoencoder.base_dim = 16
+    c.autoencoder.dim_mult = (1, 2, 2, 4)
+    c.autoencoder.num_res_blocks = 1
+    c.autoencoder.latent_channels = 16
+    c.vae_train.steps = 1500
+    c.vae_train.batch_size = 4
+    c.vae_train.frames = 5
+    c.vae_train.kl_weight = 1e-6
+    c.vae_train.checkpoint_every = 250
+    c.vae_train.eval_every = 250
+    c.vae_train.log_every = 25
+    c.vae_train.eval_batches = 8
+    c.vae_optimizer.learning_rate = 1e-3
+    c.vae_optimizer.warmup_steps = 100
+    c.vae_optimizer.ema_decay = 0.999
+    c.data.resolution = (64, 64)
     c.data.fps = 8
-    c.data.batch_size = 8
-    c.data.text_max_length = 32
+    c.train.batch_size = 8
+    c.text.max_length = 32
     c.buffer.frames = 8
     c.buffer.chunk_sizes = (1, 2, 4, 8)
     c.buffer.chunk_weights = (1.0, 1.0, 1.0, 1.0)

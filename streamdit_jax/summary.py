@@ -8,25 +8,46 @@ from collections import defaultdict
 import jax
 from flax import nnx
 
-from streamdit_jax.config import Config, ModelConfig
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig
 from streamdit_jax.model import abstract_model
 
 
-def module_table(model_cfg: ModelConfig) -> list[tuple[str, int]]:
-    """(module path, parameter count) rows; stacked blocks are split one level further."""
-    _, abstract = abstract_model(model_cfg)
+def module_table(params: nnx.State, split: str | None = None) -> list[tuple[str, int]]:
+    """(module path, parameter count) rows; the top-level module ``split`` is split one level further."""
     counts: dict[str, int] = defaultdict(int)
-    for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(abstract)):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(params)):
         keys = [str(getattr(k, "key", k)) for k in path]
-        depth = 2 if keys[0] == "blocks" else 1
+        depth = 2 if keys[0] == split else 1
         counts["/".join(keys[:depth])] += math.prod(leaf.shape)
-    return sorted(counts.items(), key=lambda kv: (not kv[0].startswith("blocks"), kv[0]))
+    return sorted(counts.items(), key=lambda kv: (not kv[0].startswith(split or "\0"), kv[0]))
+
+
+def _table(rows: list[tuple[str, int]], stacked: str = "") -> list[str]:
+    total = sum(n for _, n in rows)
+    width = max(len(name) for name, _ in rows) + 2
+    lines = [f"{'module':<{width}}{'parameters':>16}{'share':>9}"]
+    for name, count in rows:
+        note = stacked if stacked and name.startswith("blocks/") else ""
+        lines.append(f"{name:<{width}}{count:>16,}{100 * count / total:>8.1f}%{note}")
+    lines.append(f"parameters: {total}")
+    return lines
+
+
+def format_vae_summary(cfg: AutoencoderConfig, title: str = "VideoVAE") -> str:
+    """The VAE's per-module table followed by the line ``parameters: <int>``."""
+    vae = nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0)))
+    head = (
+        f"{title}: base width {cfg.base_dim} x {cfg.dim_mult}, {cfg.num_res_blocks} residual blocks a stage, "
+        f"{cfg.latent_channels} latent channels, {cfg.temporal_compression}x time, "
+        f"{cfg.spatial_compression}x space"
+    )
+    return "\n".join([head, *_table(module_table(nnx.state(vae, nnx.Param)))])
 
 
 def format_summary(model_cfg: ModelConfig, cfg: Config | None = None, title: str = "StreamDiT") -> str:
     """The per-module table followed by the line ``parameters: <int>``."""
-    rows = module_table(model_cfg)
-    total = sum(n for _, n in rows)
+    rows = module_table(abstract_model(model_cfg)[1], split="blocks")
     m = model_cfg
     lines = [
         f"{title}: width {m.width}, heads {m.num_heads} x {m.head_dim}, mlp {m.mlp_width}, "
@@ -41,10 +62,5 @@ def format_summary(model_cfg: ModelConfig, cfg: Config | None = None, title: str
             f"  video {cfg.data.resolution[0]}x{cfg.data.resolution[1]} -> token grid {grid} = "
             f"{math.prod(grid)} tokens; scheme K={k} N={n} c={c} s={s}; mesh {cfg.mesh.shape}"
         )
-    width = max(len(name) for name, _ in rows) + 2
-    lines.append(f"{'module':<{width}}{'parameters':>16}{'share':>9}")
-    for name, count in rows:
-        stacked = f"  ({m.num_layers} layers)" if name.startswith("blocks/") else ""
-        lines.append(f"{name:<{width}}{count:>16,}{100 * count / total:>8.1f}%{stacked}")
-    lines.append(f"parameters: {total}")
+    lines += _table(rows, stacked=f"  ({m.num_layers} layers)")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ from streamdit_jax.convert.wan import (
     wan_transformer,
     wan_transformer_params,
 )
+from streamdit_jax.convert.wan_vae import wan_vae, wan_vae_config
 
 __all__ = [
     "ConversionError",
@@ -14,4 +15,6 @@ __all__ = [
     "wan_model_config",
     "wan_transformer",
     "wan_transformer_params",
+    "wan_vae",
+    "wan_vae_config",
 ]

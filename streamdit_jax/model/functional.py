@@ -30,7 +30,7 @@ def check_shardable(params: nnx.State, mesh: Mesh, rules: Sequence[tuple]) -> No
     table = dict(complete_rules(rules))
     for path, variable in nnx.to_flat_state(params):
         name = "/".join(map(str, path))
-        logical_axes = variable.get_metadata().get("out_sharding") or ()
+        logical_axes = variable.get_metadata().get("out_sharding") or (None,) * len(variable.shape)
         used: set[str] = set()
         for logical, size in zip(logical_axes, variable.shape, strict=True):
             targets = table.get(logical)

@@ -42,6 +42,7 @@ class Linear(nnx.Module):
         dtype: jnp.dtype = jnp.float32,
         param_dtype: jnp.dtype = jnp.float32,
         kernel_init: nnx.Initializer | None = None,
+        use_bias: bool = True,
     ):
         self.in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
         self.out_shape = (out_shape,) if isinstance(out_shape, int) else tuple(out_shape)
@@ -51,12 +52,11 @@ class Linear(nnx.Module):
         self.kernel = nnx.Param(
             nnx.with_partitioning(init, axes)(rngs.params(), self.in_shape + self.out_shape, param_dtype)
         )
-        bias_axes = axes[len(self.in_shape) :]
-        self.bias = nnx.Param(
-            nnx.with_partitioning(nnx.initializers.zeros_init(), bias_axes)(
-                rngs.params(), self.out_shape, param_dtype
-            )
-        )
+        bias = None
+        if use_bias:
+            init_bias = nnx.with_partitioning(nnx.initializers.zeros_init(), axes[len(self.in_shape) :])
+            bias = nnx.Param(init_bias(rngs.params(), self.out_shape, param_dtype))
+        self.bias = bias
         self.dtype = dtype
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -64,7 +64,7 @@ class Linear(nnx.Module):
         if x.shape[x.ndim - n :] != self.in_shape:
             raise ValueError(f"Linear expects trailing axes {self.in_shape}, got input shape {x.shape}")
         y = jnp.tensordot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), axes=n)
-        return y + self.bias[...].astype(self.dtype)
+        return y if self.bias is None else y + self.bias[...].astype(self.dtype)
 
 
 def layer_norm(x: jax.Array, eps: float) -> jax.Array:

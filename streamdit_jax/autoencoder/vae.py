@@ -1,0 +1,217 @@
+"""VideoVAE: a causal 3D convolutional VAE with Wan 2.1's layout (4x time, 8x space by default).
+
+``encode(video [B, T, H, W, 3] in [-1, 1]) -> latents [B, F, h, w, C]`` (normalised per channel, as Wan's
+pipeline does), ``decode(latents) -> video``; ``streaming_decoder()`` decodes a stream chunk by chunk
+with carried caches and gives exactly the frames of decoding it whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from streamdit_jax.autoencoder.layers import AttentionBlock, Cache, Conv, Resample, ResidualBlock, RMSNorm
+from streamdit_jax.config import AutoencoderConfig
+
+
+class LatentStatistic(nnx.Variable):
+    """Per-channel latent mean/std: part of the model's state, never trained by the optimizer."""
+
+
+class MidBlock(nnx.Module):
+    def __init__(self, channels: int, *, rngs: nnx.Rngs, dtype):
+        self.resnets = nnx.List([ResidualBlock(channels, channels, rngs=rngs, dtype=dtype) for _ in range(2)])
+        self.attentions = nnx.List([AttentionBlock(channels, rngs=rngs, dtype=dtype)])
+
+    def __call__(self, x: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        cache = cache or {}
+        x, c0 = self.resnets[0](x, cache.get(0))
+        x, _ = self.attentions[0](x)
+        x, c1 = self.resnets[1](x, cache.get(1))
+        return x, {0: c0, 1: c1}
+
+
+def _run(layers: nnx.List, x: jax.Array, cache: Cache) -> tuple[jax.Array, dict]:
+    cache = cache or {}
+    new = {}
+    for i, layer in enumerate(layers):
+        x, new[i] = layer(x, cache.get(i))
+    return x, new
+
+
+class Encoder(nnx.Module):
+    def __init__(self, cfg: AutoencoderConfig, *, rngs: nnx.Rngs, dtype):
+        dims = [cfg.base_dim * m for m in (1, *cfg.dim_mult)]
+        self.conv_in = Conv(3, dims[0], rngs=rngs, dtype=dtype)
+        layers = []
+        for i, (dim_in, dim_out) in enumerate(itertools.pairwise(dims)):
+            for _ in range(cfg.num_res_blocks):
+                layers.append(ResidualBlock(dim_in, dim_out, rngs=rngs, dtype=dtype))
+                dim_in = dim_out
+            if i < len(cfg.dim_mult) - 1:
+                mode = "down3d" if cfg.temporal_downsample[i] else "down2d"
+                layers.append(Resample(dim_out, mode, rngs=rngs, dtype=dtype))
+        self.down_blocks = nnx.List(layers)
+        self.mid_block = MidBlock(dims[-1], rngs=rngs, dtype=dtype)
+        self.norm_out = RMSNorm(dims[-1], rngs=rngs)
+        self.conv_out = Conv(dims[-1], 2 * cfg.latent_channels, rngs=rngs, dtype=dtype)
+
+    def __call__(self, x: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        cache = cache or {}
+        x, c_in = self.conv_in(x, cache.get("conv_in"))
+        x, c_down = _run(self.down_blocks, x, cache.get("down_blocks"))
+        x, c_mid = self.mid_block(x, cache.get("mid_block"))
+        x, c_out = self.conv_out(jax.nn.silu(self.norm_out(x)), cache.get("conv_out"))
+        return x, {"conv_in": c_in, "down_blocks": c_down, "mid_block": c_mid, "conv_out": c_out}
+
+
+class UpBlock(nnx.Module):
+    def __init__(self, dim_in: int, dim_out: int, num_res_blocks: int, mode: str | None, *, rngs, dtype):
+        self.resnets = nnx.List(
+            [ResidualBlock(dim_in if j == 0 else dim_out, dim_out, rngs=rngs, dtype=dtype)
+             for j in range(num_res_blocks + 1)]
+        )  # fmt: skip
+        self.upsampler = Resample(dim_out, mode, rngs=rngs, dtype=dtype) if mode else None
+
+    def __call__(self, x: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        cache = cache or {}
+        x, c_res = _run(self.resnets, x, cache.get("resnets"))
+        c_up = None
+        if self.upsampler is not None:
+            x, c_up = self.upsampler(x, cache.get("upsampler"))
+        return x, {"resnets": c_res, "upsampler": c_up}
+
+
+class Decoder(nnx.Module):
+    def __init__(self, cfg: AutoencoderConfig, *, rngs: nnx.Rngs, dtype):
+        mults = cfg.dim_mult
+        dims = [cfg.base_dim * m for m in (mults[-1], *mults[::-1])]
+        upsample_time = cfg.temporal_downsample[::-1]
+        self.conv_in = Conv(cfg.latent_channels, dims[0], rngs=rngs, dtype=dtype)
+        self.mid_block = MidBlock(dims[0], rngs=rngs, dtype=dtype)
+        blocks = []
+        for i, (dim_in, dim_out) in enumerate(itertools.pairwise(dims)):
+            if i > 0:
+                dim_in //= 2  # the previous upsampler halved the channels
+            mode = None
+            if i < len(mults) - 1:
+                mode = "up3d" if upsample_time[i] else "up2d"
+            blocks.append(UpBlock(dim_in, dim_out, cfg.num_res_blocks, mode, rngs=rngs, dtype=dtype))
+        self.up_blocks = nnx.List(blocks)
+        self.norm_out = RMSNorm(dims[-1], rngs=rngs)
+        self.conv_out = Conv(dims[-1], 3, rngs=rngs, dtype=dtype)
+
+    def __call__(self, x: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        cache = cache or {}
+        x, c_in = self.conv_in(x, cache.get("conv_in"))
+        x, c_mid = self.mid_block(x, cache.get("mid_block"))
+        x, c_up = _run(self.up_blocks, x, cache.get("up_blocks"))
+        x, c_out = self.conv_out(jax.nn.silu(self.norm_out(x)), cache.get("conv_out"))
+        return x, {"conv_in": c_in, "mid_block": c_mid, "up_blocks": c_up, "conv_out": c_out}
+
+
+class VideoVAE(nnx.Module):
+    """The causal video VAE; latents are normalised with the per-channel statistics it holds."""
+
+    def __init__(self, cfg: AutoencoderConfig, *, rngs: nnx.Rngs):
+        with nnx.use_eager_sharding(False):
+            dtype = jnp.dtype(cfg.dtype)
+            self.cfg = cfg
+            self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype)
+            self.quant_conv = Conv(2 * cfg.latent_channels, 2 * cfg.latent_channels, (1, 1, 1), rngs=rngs,
+                                   dtype=dtype)  # fmt: skip
+            self.post_quant_conv = Conv(cfg.latent_channels, cfg.latent_channels, (1, 1, 1), rngs=rngs,
+                                        dtype=dtype)  # fmt: skip
+            self.decoder = Decoder(cfg, rngs=rngs, dtype=dtype)
+            self.latents_mean = LatentStatistic(jnp.zeros((cfg.latent_channels,), jnp.float32))
+            self.latents_std = LatentStatistic(jnp.ones((cfg.latent_channels,), jnp.float32))
+
+    def latent_frames(self, video_frames: int) -> int:
+        """Latent frames for a video of ``video_frames`` frames (which must be 1 + k * compression)."""
+        step = self.cfg.temporal_compression
+        if video_frames < 1 or (video_frames - 1) % step:
+            raise ValueError(
+                f"a video of {video_frames} frames cannot be encoded: the causal VAE needs 1 + {step}k "
+                f"frames (e.g. {1 + step * max(1, (video_frames - 1) // step)})"
+            )
+        return 1 + (video_frames - 1) // step
+
+    def posterior(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Raw (unnormalised) posterior mean and log-variance [B, F, h, w, C] of ``video`` [B, T, H, W, 3]."""
+        if video.ndim != 5 or video.shape[-1] != 3:
+            raise ValueError(f"video must be [B, T, H, W, 3] in [-1, 1] (channels last), got {video.shape}")
+        self.latent_frames(video.shape[1])
+        step = self.cfg.spatial_compression
+        if video.shape[2] % step or video.shape[3] % step:
+            raise ValueError(f"video height and width must be multiples of {step}, got {video.shape[2:4]}")
+        h, _ = self.encoder(video)
+        h, _ = self.quant_conv(h)
+        mean, logvar = jnp.split(h, 2, axis=-1)
+        return mean, jnp.clip(logvar, -30.0, 20.0)
+
+    def normalize(self, latents: jax.Array) -> jax.Array:
+        return (latents - self.latents_mean[...]) / self.latents_std[...]
+
+    def denormalize(self, latents: jax.Array) -> jax.Array:
+        return latents * self.latents_std[...] + self.latents_mean[...]
+
+    def encode(self, video: jax.Array, key: jax.Array | None = None) -> jax.Array:
+        """Normalised latents of ``video``: the posterior mean, or a sample when ``key`` is given."""
+        mean, logvar = self.posterior(video)
+        if key is not None:
+            mean = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        return self.normalize(mean)
+
+    def decode_raw(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        """Unclamped video from raw (unnormalised) latents, carrying the decoder's causal caches."""
+        x, _ = self.post_quant_conv(latents)
+        return self.decoder(x, cache)
+
+    def decode(self, latents: jax.Array) -> jax.Array:
+        """Video [B, T, H, W, 3] in [-1, 1] from normalised latents [B, F, h, w, C]."""
+        if latents.ndim != 5 or latents.shape[-1] != self.cfg.latent_channels:
+            raise ValueError(
+                f"latents must be [B, F, h, w, C={self.cfg.latent_channels}], got {latents.shape}"
+            )
+        video, _ = self.decode_raw(self.denormalize(latents))
+        return jnp.clip(video, -1.0, 1.0)
+
+    def streaming_decoder(self) -> StreamingDecoder:
+        return StreamingDecoder(self)
+
+
+class StreamingDecoder:
+    """Decodes a latent stream chunk by chunk: ``step(latents [B, n, h, w, C]) -> frames``.
+
+    The first chunk yields 1 + 4(n - 1) frames (the causal first frame), every later chunk 4n; their
+    concatenation equals ``decode`` of the whole stream. Jitted: one compilation for the first chunk
+    and one for the rest (per chunk shape); the caches are donated.
+    """
+
+    def __init__(self, vae: VideoVAE):
+        graphdef, state = nnx.split(vae)
+        self._state = state
+        self._cache: Any = None
+
+        def step(state, latents, cache):
+            model = nnx.merge(graphdef, state)
+            video, cache = model.decode_raw(model.denormalize(latents), cache)
+            return jnp.clip(video, -1.0, 1.0), cache
+
+        self._first = jax.jit(lambda state, latents: step(state, latents, None))
+        self._next = jax.jit(step, donate_argnums=2)
+
+    def step(self, latents: jax.Array) -> jax.Array:
+        if self._cache is None:
+            frames, self._cache = self._first(self._state, latents)
+        else:
+            frames, self._cache = self._next(self._state, latents, self._cache)
+        return frames
+
+    def reset(self) -> None:
+        """Starts a new stream."""
+        self._cache = None

@@ -1,0 +1,199 @@
+"""``streamdit encode``: a folder of captioned videos -> ArrayRecord shards of latents + text states.
+
+Videos are resampled to the preset's frame rate, resized and centre-cropped to its resolution, and cut
+into clips as long as its latent buffer (1 + 4(B - 1) frames). Shard k holds the clips of videos
+[k*S, (k+1)*S) of the caption file; process p of P writes shards p, p + P, ... A shard is written under a
+temporary name and renamed when complete, with a manifest beside it, so a rerun skips finished shards.
+Unreadable and too-short videos are skipped, each with a log line, and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from PIL import Image
+
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.config import Config
+from streamdit_jax.data.latents import EMPTY_PROMPT, SHARD_SUFFIX, pack
+
+log = logging.getLogger(__name__)
+VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".avi")
+
+
+@dataclass
+class EncodeReport:
+    shards_written: int = 0
+    shards_skipped: int = 0  # already complete (resume)
+    videos: int = 0
+    clips: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)  # {"video": ..., "reason": ...}
+
+
+def read_captions(path: str | Path, videos_dir: str | Path) -> list[tuple[Path, str]]:
+    """(video path, caption) pairs from a jsonl of {"video": path, "caption": text}; checked up front."""
+    entries = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            video, caption = item["video"], item["caption"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(
+                f'{path}:{number}: expected a JSON object with "video" and "caption", got {line[:80]!r} ({e})'
+            ) from e
+        entries.append((Path(videos_dir) / video, str(caption)))
+    if not entries:
+        raise ValueError(f"{path} lists no videos")
+    return entries
+
+
+def read_video(path: Path) -> tuple[np.ndarray, float]:
+    """All frames [T, H, W, 3] uint8 and the frame rate of a video file (mp4, webm, gif, ...)."""
+    import imageio.v3 as iio
+
+    frames = np.asarray(iio.imread(path, plugin="pyav"))
+    meta = iio.immeta(path, plugin="pyav")
+    fps = float(meta.get("fps") or 0.0)
+    if frames.ndim != 4 or frames.shape[-1] < 3 or fps <= 0:
+        raise ValueError(f"no colour frames with a frame rate (shape {frames.shape}, fps {fps})")
+    return frames[..., :3], fps
+
+
+def conform(frames: np.ndarray, fps: float, cfg: Config) -> np.ndarray:
+    """Frames resampled to ``cfg.data.fps``, resized and centre-cropped to ``cfg.data.resolution``,
+    as float32 in [-1, 1]."""
+    count = math.floor(len(frames) / fps * cfg.data.fps + 1e-6)
+    index = np.minimum(np.floor(np.arange(count) * fps / cfg.data.fps + 1e-6).astype(int), len(frames) - 1)
+    height, width = cfg.data.resolution
+    scale = max(height / frames.shape[1], width / frames.shape[2])
+    size = (max(width, round(frames.shape[2] * scale)), max(height, round(frames.shape[1] * scale)))
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    out = np.empty((count, height, width, 3), np.float32)
+    for i, source in enumerate(index):
+        image = Image.fromarray(frames[source]).resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        out[i] = np.asarray(image, np.float32)[top : top + height, left : left + width] / 127.5 - 1.0
+    return out
+
+
+def clip_frames(cfg: Config) -> int:
+    """Video frames per clip: enough for the latent buffer (the causal first frame, then 4 per latent)."""
+    return 1 + cfg.autoencoder.temporal_compression * (cfg.buffer.frames - 1)
+
+
+@nnx.jit
+def _encode_clips(vae: VideoVAE, clips: jax.Array) -> jax.Array:
+    return vae.encode(clips)
+
+
+class ClipEncoder:
+    """Encodes clips in fixed batches of ``batch`` (one compilation), padding the last one."""
+
+    def __init__(self, vae: VideoVAE, batch: int):
+        self.vae, self.batch = vae, batch
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        outputs = []
+        for start in range(0, len(clips), self.batch):
+            part = clips[start : start + self.batch]
+            padded = np.concatenate([part, np.zeros((self.batch - len(part), *part.shape[1:]), part.dtype)])
+            outputs.append(np.asarray(_encode_clips(self.vae, jnp.asarray(padded)))[: len(part)])
+        return np.concatenate(outputs)
+
+
+def encode_videos(
+    cfg: Config,
+    entries: list[tuple[Path, str]],
+    out: str | Path,
+    vae: VideoVAE,
+    text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
+    videos_per_shard: int = 64,
+    batch: int = 4,
+    process: int = 0,
+    processes: int = 1,
+    progress: bool = True,
+) -> EncodeReport:
+    """Writes this process's shards of ``entries`` to ``out``; returns what it wrote and skipped."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    empty = out / EMPTY_PROMPT
+    if process == 0 and not empty.exists():  # the unconditional prompt, for classifier-free guidance
+        tokens, mask = text_encoder([""])
+        np.savez(empty, text=np.asarray(tokens[0], np.float16), text_mask=np.asarray(mask[0], bool))
+    report = EncodeReport()
+    encode = ClipEncoder(vae, batch)
+    length = clip_frames(cfg)
+    shards = range(process, math.ceil(len(entries) / videos_per_shard), processes)
+    bar = tqdm(total=len(shards) * videos_per_shard, desc="encode", disable=not progress, dynamic_ncols=True)
+    for shard in shards:
+        name = f"shard-{shard:05d}"
+        manifest = out / f"{name}.json"
+        if manifest.exists():
+            report.shards_skipped += 1
+            bar.update(videos_per_shard)
+            continue
+        temporary = out / f"{name}{SHARD_SUFFIX}.tmp"
+        writer = ArrayRecordWriter(str(temporary), "group_size:1")
+        # captions: the record (within this shard) of each caption's first clip, for PrecomputedText.
+        counts: dict[str, Any] = {"videos": 0, "clips": 0, "skipped": [], "captions": {}}
+        for path, caption in entries[shard * videos_per_shard : (shard + 1) * videos_per_shard]:
+            bar.update(1)
+            clips, reason = _clips(path, cfg, length)
+            if reason:
+                log.warning("skipped %s: %s", path, reason)
+                counts["skipped"].append({"video": str(path), "reason": reason})
+                continue
+            latents = encode(clips).astype(np.float16)
+            tokens, mask = text_encoder([caption])
+            text, text_mask = np.asarray(tokens[0], np.float16), np.asarray(mask[0], bool)
+            counts["captions"].setdefault(caption, counts["clips"])
+            for i, clip_latents in enumerate(latents):
+                record = {
+                    "latents": clip_latents,
+                    "text": text,
+                    "text_mask": text_mask,
+                    "caption": caption,
+                    "video": str(path),
+                    "clip": i,
+                }
+                writer.write(pack(record))
+            counts["videos"] += 1
+            counts["clips"] += len(latents)
+        writer.close()
+        temporary.rename(out / f"{name}{SHARD_SUFFIX}")
+        manifest.write_text(json.dumps(counts, indent=1) + "\n")
+        report.shards_written += 1
+        report.videos += counts["videos"]
+        report.clips += counts["clips"]
+        report.skipped += counts["skipped"]
+    bar.close()
+    return report
+
+
+def _clips(path: Path, cfg: Config, length: int) -> tuple[np.ndarray | None, str]:
+    """(clips [n, length, H, W, 3], "") or (None, why the video is skipped)."""
+    if not path.is_file():
+        return None, "file not found"
+    try:
+        frames, fps = read_video(path)
+    except Exception as e:  # any decoding failure means: skip this one video, keep going
+        return None, f"unreadable ({type(e).__name__}: {str(e)[:120]})"
+    video = conform(frames, fps, cfg)
+    count = len(video) // length
+    if count == 0:
+        return None, f"too short: {len(video)} frames at {cfg.data.fps} fps, a clip needs {length}"
+    return video[: count * length].reshape(count, length, *video.shape[1:]), ""

@@ -1,0 +1,466 @@
+"""A sharded trainer shared by every model: the VAE and the StreamDiT train through it.
+
+A :class:`Task` says what to train (model, loss, data, evaluation); the :class:`Trainer` owns the rest:
+parameters born sharded on the mesh, one jitted step with donation and gradient accumulation, AdamW,
+an EMA, async Orbax checkpoints (params, EMA, optimizer, step, RNG, data iterator, configs) with
+resume onto any mesh, a progress bar and TensorBoard scalars from process 0, a clean save on
+SIGTERM/SIGINT, and a stop on the first non-finite loss that leaves the last good checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import flax.struct
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from streamdit_jax import checkpoint as ckpt
+from streamdit_jax.config import (
+    AutoencoderConfig,
+    Config,
+    ConfigError,
+    ModelConfig,
+    OptimizerConfig,
+    TrainConfig,
+)
+from streamdit_jax.model.functional import param_shardings
+from streamdit_jax.sharding import axes, logical_sharding, use_mesh
+from streamdit_jax.train.optim import learning_rate, make_optimizer
+
+# Metrics shown on the progress line (all go to TensorBoard).
+_SHOWN = ("loss", "step_s", "examples_s", "tokens_s", "psnr")
+# Checkpoint items beyond checkpoint.PARAMS and checkpoint.CONFIG.
+EMA, OPT_STATE, TRAIN, RUN_CONFIG, DATA = "ema", "opt_state", "train", "run_config", "data"
+
+
+class Task(Protocol):
+    """What the trainer trains."""
+
+    model_config: ModelConfig | AutoencoderConfig  # saved with every checkpoint
+
+    def build(self, rngs: nnx.Rngs) -> nnx.Module:
+        """A fresh model; its nnx.Param variables are trained, any other state rides along."""
+
+    def loss(self, model: nnx.Module, batch: dict[str, jax.Array], key: jax.Array) -> tuple[jax.Array, dict]:
+        """(scalar loss, metrics) of one (micro-)batch."""
+
+    def evaluate(self, model: nnx.Module, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        """Held-out metrics of one batch (averaged over batches by the trainer)."""
+
+    def batch_axes(self) -> dict[str, tuple[str | None, ...]]:
+        """Logical axis names of every batch entry (the first is the batch axis)."""
+
+    def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
+        """This process's endless stream of training batches of ``batch_size`` examples."""
+
+    def eval_batches(self, batch_size: int, count: int, process: int, processes: int) -> list[dict]:
+        """This process's ``count`` fixed held-out batches."""
+
+    def on_save(self, model: nnx.Module) -> None:
+        """Updates non-trained state (e.g. latent statistics) before a checkpoint is written."""
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: nnx.State  # trained (nnx.Param)
+    rest: nnx.State  # the model's other state
+    ema: nnx.State
+    opt_state: Any
+    rng: jax.Array  # raw key data
+    first_nonfinite: jax.Array  # the first step (1-based) whose loss was not finite, or -1
+
+
+def ema_decay(decay: float, step: jax.Array) -> jax.Array:
+    """The EMA decay at ``step``, warmed up as min(decay, (1 + t) / (10 + t)) so early EMAs are usable."""
+    t = step.astype(jnp.float32)
+    return jnp.minimum(decay, (1.0 + t) / (10.0 + t))
+
+
+class Trainer:
+    """Trains ``task`` in ``workdir`` on ``mesh``; ``resume`` continues from the newest checkpoint."""
+
+    def __init__(
+        self,
+        task: Task,
+        train_cfg: TrainConfig,
+        opt_cfg: OptimizerConfig,
+        mesh: Mesh,
+        rules: Sequence[tuple],
+        workdir: str | Path,
+        *,
+        run_config: Config | None = None,
+        section: str = "train",
+        seed: int = 0,
+        resume: bool = False,
+        progress: bool = True,
+    ):
+        self.task, self.cfg, self.opt_cfg = task, train_cfg, opt_cfg
+        self.mesh, self.rules = mesh, tuple(rules)
+        self.workdir = Path(workdir).resolve()
+        self.run_config, self.seed, self.progress = run_config, seed, progress
+        self.is_main = jax.process_index() == 0
+        self.local_batch = self._check_batch(train_cfg, mesh, self.rules, section)
+        self.tx = make_optimizer(opt_cfg, train_cfg.steps)
+        self.schedule = learning_rate(opt_cfg, train_cfg.steps)
+        self._build_shardings()
+        self.manager = ckpt.manager(
+            self.workdir,
+            (ckpt.PARAMS, ckpt.CONFIG, EMA, OPT_STATE, TRAIN, RUN_CONFIG, DATA),
+            max_to_keep=train_cfg.keep_checkpoints,
+            enable_async_checkpointing=True,
+        )
+        existing = self.manager.latest_step()
+        if existing is not None and not resume:
+            raise FileExistsError(
+                f"{self.workdir} already holds a checkpoint (step {existing}). Pass --resume to continue it, "
+                "or choose another --workdir; nothing is overwritten"
+            )
+        self.data = iter(task.train_batches(self.local_batch, seed, jax.process_index(), jax.process_count()))
+        self.state = self._restore(existing) if existing is not None else self._init()
+        self.last_saved = existing
+        self._train_step = jax.jit(
+            self._step,
+            in_shardings=(self.state_shardings, self.batch_shardings),
+            out_shardings=(self.state_shardings, None),
+            donate_argnums=0,
+        )
+        self._eval_step = jax.jit(self._evaluate, in_shardings=(self.state_shardings, self.batch_shardings))
+        self._stop_signal: str | None = None
+
+    @staticmethod
+    def _check_batch(cfg: TrainConfig, mesh: Mesh, rules: Sequence[tuple], section: str) -> int:
+        """This process's batch; a ConfigError unless every micro-batch splits over processes and shards."""
+        shards = logical_sharding(mesh, rules, (axes.BATCH,)).spec[0]
+        shards = () if shards is None else shards if isinstance(shards, tuple) else (shards,)
+        devices = int(np.prod([mesh.shape[a] for a in shards]))
+        micro = cfg.batch_size // cfg.grad_accum
+        split = max(devices, jax.process_count())
+        if micro % split:
+            raise ConfigError(
+                f"config field '{section}.batch_size': micro-batches of {micro} examples cannot be split "
+                f"over the {devices} devices of mesh axes {shards} ({jax.process_count()} processes). Fix: "
+                f"use a batch divisible by {split * cfg.grad_accum}, or change mesh.shape"
+            )
+        return cfg.batch_size // jax.process_count()
+
+    # -- state and shardings ---------------------------------------------------------------------
+
+    def _split(self, model: nnx.Module) -> tuple[nnx.GraphDef, nnx.State, nnx.State]:
+        return nnx.split(model, nnx.Param, ...)
+
+    def _build(self, rngs: nnx.Rngs) -> nnx.Module:
+        """The task's model, unplaced: the trainer puts it on the mesh with jit(out_shardings=...)."""
+        with nnx.use_eager_sharding(False):
+            return self.task.build(rngs)
+
+    def _build_shardings(self) -> None:
+        self.graphdef, params, rest = self._split(nnx.eval_shape(lambda: self._build(nnx.Rngs(0))))
+        self.abstract = (params, rest)
+        p_sh = param_shardings(params, self.mesh, self.rules)
+        r_sh = param_shardings(rest, self.mesh, self.rules)
+        abstract_params = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), params, p_sh
+        )
+        with use_mesh(self.mesh, self.rules):
+            opt_sh = jax.jit(self.tx.init).lower(abstract_params).compile().output_shardings
+        replicated = NamedSharding(self.mesh, PartitionSpec())
+        self.state_shardings = TrainState(
+            step=replicated,
+            params=p_sh,
+            rest=r_sh,
+            ema=p_sh,
+            opt_state=opt_sh,
+            rng=replicated,
+            first_nonfinite=replicated,
+        )
+        self.batch_shardings = {
+            key: logical_sharding(self.mesh, self.rules, names)
+            for key, names in self.task.batch_axes().items()
+        }
+
+    def _init(self) -> TrainState:
+        def init(seed: jax.Array) -> TrainState:
+            key = jax.random.key(seed)
+            _, params, rest = self._split(self._build(nnx.Rngs(jax.random.fold_in(key, 0))))
+            return TrainState(
+                step=jnp.zeros((), jnp.int32),
+                params=params,
+                rest=rest,
+                ema=params,
+                opt_state=self.tx.init(params),
+                rng=jax.random.key_data(jax.random.fold_in(key, 1)),
+                first_nonfinite=jnp.full((), -1, jnp.int32),
+            )
+
+        with use_mesh(self.mesh, self.rules):
+            return jax.jit(init, out_shardings=self.state_shardings)(jnp.asarray(self.seed, jnp.uint32))
+
+    def _model_state(self, params: nnx.State, rest: nnx.State) -> dict:
+        """The model's whole state as a plain dict: what the ``params`` and ``ema`` items hold."""
+        return nnx.to_pure_dict(nnx.merge_state(params, rest))
+
+    def _from_pure(self, pure: dict) -> tuple[nnx.State, nnx.State]:
+        """(params, rest) from a plain dict of the model's state."""
+        state = jax.tree.map(lambda a: a, nnx.merge_state(*self.abstract))  # fresh Variables
+        nnx.replace_by_pure_dict(state, pure)
+        return nnx.split_state(state, nnx.Param, ...)
+
+    def _targets(self) -> dict[str, Any]:
+        """Abstract arrays with this mesh's shardings: what a restore reads into."""
+
+        def sharded(tree, shardings):
+            return jax.tree.map(
+                lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), tree, shardings
+            )
+
+        params, rest = self.abstract
+        sh = self.state_shardings
+        model = self._model_state(sharded(params, sh.params), sharded(rest, sh.rest))
+        abstract_opt = jax.eval_shape(self.tx.init, params)
+        train = {
+            "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=sh.step),
+            "rng": jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sh.rng),
+            "first_nonfinite": jax.ShapeDtypeStruct((), jnp.int32, sharding=sh.first_nonfinite),
+        }
+        ema = self._model_state(sharded(params, sh.params), sharded(rest, sh.rest))
+        return {ckpt.PARAMS: model, EMA: ema, OPT_STATE: sharded(abstract_opt, sh.opt_state), TRAIN: train}
+
+    def _restore(self, step: int) -> TrainState:
+        saved = self.manager.restore(step, args=ocp.args.Composite(**{ckpt.CONFIG: ocp.args.JsonRestore()}))
+        expected = ckpt.config_record(self.task.model_config)
+        if saved[ckpt.CONFIG] != json.loads(json.dumps(expected)):
+            raise ValueError(
+                f"{self.workdir} holds a checkpoint of another model:\n  saved:   {saved[ckpt.CONFIG]}\n"
+                f"  current: {expected}\nResume with the config it was trained with, or use a new --workdir"
+            )
+        targets = self._targets()
+        args = {name: ocp.args.StandardRestore(target) for name, target in targets.items()}
+        args[DATA] = grain.checkpoint.CheckpointRestore(self.data)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**args))
+        params, rest = self._from_pure(restored[ckpt.PARAMS])
+        ema, _ = self._from_pure(restored[EMA])
+        train = restored[TRAIN]
+        return TrainState(
+            step=train["step"],
+            params=params,
+            rest=rest,
+            ema=ema,
+            opt_state=restored[OPT_STATE],
+            rng=train["rng"],
+            first_nonfinite=train["first_nonfinite"],
+        )
+
+    def save(self, block: bool = False) -> None:
+        """Writes a checkpoint of the current step (async unless ``block``); refuses to save a bad state."""
+        self._check_finite()
+        step = int(self.state.step)
+        if step == self.last_saved:
+            return
+        model = nnx.merge(self.graphdef, self.state.params, self.state.rest)
+        self.task.on_save(model)
+        rest = jax.device_put(self._split(model)[2], self.state_shardings.rest)
+        self.state = self.state.replace(rest=rest)
+        items = {
+            ckpt.PARAMS: ocp.args.StandardSave(self._model_state(self.state.params, rest)),
+            EMA: ocp.args.StandardSave(self._model_state(self.state.ema, rest)),
+            OPT_STATE: ocp.args.StandardSave(self.state.opt_state),
+            TRAIN: ocp.args.StandardSave(
+                {
+                    "step": self.state.step,
+                    "rng": self.state.rng,
+                    "first_nonfinite": self.state.first_nonfinite,
+                }
+            ),
+            ckpt.CONFIG: ocp.args.JsonSave(ckpt.config_record(self.task.model_config)),
+            RUN_CONFIG: ocp.args.JsonSave(self.run_config.to_dict() if self.run_config else {}),
+            DATA: grain.checkpoint.CheckpointSave(self.data),
+        }
+        self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+        if block:
+            self.manager.wait_until_finished()
+        self.last_saved = step
+
+    def _check_finite(self) -> None:
+        bad = int(jax.device_get(self.state.first_nonfinite))
+        if bad >= 0:
+            self.manager.wait_until_finished()
+            kept = (
+                f"the last good checkpoint (step {self.last_saved})" if self.last_saved is not None else "no"
+            )
+            raise NonFiniteLoss(
+                f"the loss became non-finite at step {bad}; training stopped. {kept.capitalize()} checkpoint "
+                f"in {self.workdir} is intact. Lower the learning rate or check the data, then --resume"
+            )
+
+    # -- the jitted steps ------------------------------------------------------------------------
+
+    def _loss(self, params, rest, batch, key):
+        return self.task.loss(nnx.merge(self.graphdef, params, rest), batch, key)
+
+    def _step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+        accum = self.cfg.grad_accum
+        grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+        if accum == 1:
+            (loss, metrics), grads = grad_fn(state.params, state.rest, batch, key)
+        else:
+            micro = jax.tree.map(lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
+
+            def accumulate(carry, inputs):
+                (loss, metrics), grads = grad_fn(state.params, state.rest, inputs[0], inputs[1])
+                return jax.tree.map(jnp.add, carry, (loss, metrics, grads)), None
+
+            zero = jax.eval_shape(
+                lambda: grad_fn(state.params, state.rest, jax.tree.map(lambda x: x[0], micro), key)
+            )
+            zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (zero[0][0], zero[0][1], zero[1]))
+            keys = jax.random.split(key, accum)
+            (loss, metrics, grads), _ = jax.lax.scan(accumulate, zero, (micro, keys))
+            loss, metrics, grads = jax.tree.map(lambda x: x / accum, (loss, metrics, grads))
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        decay = ema_decay(self.opt_cfg.ema_decay, state.step)
+        ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, params)
+        finite = jnp.isfinite(loss)
+        first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1, state.first_nonfinite)
+        metrics = {
+            **metrics,
+            "loss": loss,
+            "grad_norm": optax.global_norm(grads),
+            "lr": self.schedule(state.step),
+        }
+        new_state = state.replace(
+            step=state.step + 1, params=params, ema=ema, opt_state=opt_state, first_nonfinite=first
+        )
+        return new_state, metrics
+
+    def _evaluate(self, state: TrainState, batch: dict) -> dict:
+        return self.task.evaluate(nnx.merge(self.graphdef, state.ema, state.rest), batch)
+
+    def _global_batch(self, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        return {
+            key: jax.make_array_from_process_local_data(self.batch_shardings[key], np.asarray(value))
+            for key, value in local.items()
+        }
+
+    def evaluate(self) -> dict[str, float]:
+        """Held-out metrics of the EMA weights, averaged over ``eval_batches`` fixed batches."""
+        batches = self.task.eval_batches(
+            self.local_batch, self.cfg.eval_batches, jax.process_index(), jax.process_count()
+        )
+        totals: dict[str, float] = {}
+        with use_mesh(self.mesh, self.rules):
+            for batch in batches:
+                metrics = jax.device_get(self._eval_step(self.state, self._global_batch(batch)))
+                for name, value in metrics.items():
+                    totals[name] = totals.get(name, 0.0) + float(value) / len(batches)
+        return totals
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signal.Signals(signum).name
+
+    def run(self) -> dict[str, Any]:
+        """Trains to ``steps``; returns the last train and eval metrics and how the run ended."""
+        writer = self._writer()
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        start = int(self.state.step)
+        bar = self._bar(start)
+        step = start  # counted on the host: reading state.step would wait for every step
+        summary: dict[str, Any] = {"start_step": start, "train": {}, "eval": {}}
+        last_time, last_step = time.perf_counter(), start
+        try:
+            with use_mesh(self.mesh, self.rules):
+                while step < self.cfg.steps:
+                    batch = self._global_batch(next(self.data))
+                    self.state, metrics = self._train_step(self.state, batch)
+                    step += 1
+                    if step % self.cfg.log_every == 0 or step == self.cfg.steps:
+                        self._check_finite()
+                        now = time.perf_counter()
+                        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+                        values["step_s"] = (now - last_time) / max(step - last_step, 1)
+                        values["examples_s"] = self.cfg.batch_size / values["step_s"]
+                        last_time, last_step = now, step
+                        summary["train"] = values
+                        self._log(writer, bar, step, values, "train")
+                    if step % self.cfg.eval_every == 0 or step == self.cfg.steps:
+                        summary["eval"] = self.evaluate()
+                        self._log(writer, bar, step, summary["eval"], "eval")
+                    if step % self.cfg.checkpoint_every == 0:
+                        self.save()
+                    if self._stop_signal:
+                        self.save(block=True)
+                        summary["stopped_by"] = self._stop_signal
+                        self._print(
+                            f"{self._stop_signal}: saved step {step} to {self.workdir}; resume with --resume"
+                        )
+                        break
+                    if bar is not None:
+                        bar.update(1)
+            if "stopped_by" not in summary:
+                self.save(block=True)
+            if not summary["eval"]:  # e.g. resumed at the last step
+                summary["eval"] = self.evaluate()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.manager.wait_until_finished()
+            if bar is not None:
+                bar.close()
+            if writer is not None:
+                writer.close()
+        summary["end_step"] = int(self.state.step)
+        return summary
+
+    def close(self) -> None:
+        """Waits for pending checkpoint writes and releases the checkpoint manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+    def _writer(self):
+        if not self.is_main:
+            return None
+        from tensorboardX import SummaryWriter
+
+        return SummaryWriter(str(self.workdir / "tensorboard"))
+
+    def _bar(self, start: int):
+        if not (self.is_main and self.progress):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=self.cfg.steps, initial=start, desc="train", dynamic_ncols=True)
+
+    def _log(self, writer, bar, step: int, values: dict[str, float], prefix: str) -> None:
+        if writer is not None:
+            for name, value in values.items():
+                writer.add_scalar(f"{prefix}/{name}", value, step)
+            writer.flush()
+        shown = {f"{prefix}_{k}": f"{v:.4g}" for k, v in values.items() if prefix == "eval" or k in _SHOWN}
+        if bar is not None:
+            bar.set_postfix(shown)
+        else:
+            self._print(f"step {step}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+
+    def _print(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)

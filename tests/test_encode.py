@@ -1,0 +1,137 @@
+"""`streamdit encode`: captioned videos it writes itself -> shards the training pipeline reads back."""
+
+import json
+
+import imageio.v3 as iio
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from streamdit_jax import config as config_lib
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.checkpoint import save_params
+from streamdit_jax.cli import main
+from streamdit_jax.data import pipeline
+from streamdit_jax.data.encode import clip_frames, conform, read_captions
+from streamdit_jax.data.latents import LatentShards, training_example
+from streamdit_jax.data.shapes import ShapesDataset
+
+TINY = config_lib.load("tiny", num_devices=8)
+
+
+def _write_video(path, frames, fps):
+    """Writes uint8 frames with PyAV (mp4/webm) or Pillow (gif)."""
+    if path.suffix == ".gif":
+        iio.imwrite(path, frames, duration=1000 / fps, loop=0)
+    else:
+        iio.imwrite(
+            path, frames, plugin="pyav", fps=fps, codec="libx264" if path.suffix == ".mp4" else "libvpx"
+        )
+
+
+def _shapes_frames(index, frames, size=(48, 80)):
+    clip = ShapesDataset(resolution=size, fps=16, frames=frames, seed=3)[index]
+    return ((clip["video"] + 1) * 127.5).round().astype(np.uint8), clip["caption"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Two long videos (one gif), one too short, one corrupt, one missing; a tiny VAE checkpoint."""
+    root = tmp_path_factory.mktemp("encode")
+    videos = root / "videos"
+    videos.mkdir()
+    entries = []
+    for name, frames, index in (("a.mp4", 80, 0), ("b.gif", 64, 1), ("short.mp4", 8, 2)):
+        pixels, caption = _shapes_frames(index, frames)
+        _write_video(videos / name, pixels, fps=16)
+        entries.append({"video": name, "caption": caption})
+    (videos / "corrupt.mp4").write_bytes(b"\x00\x01 not a video" * 100)
+    entries += [{"video": "corrupt.mp4", "caption": "a red circle"}, {"video": "gone.webm", "caption": "x"}]
+    captions = root / "captions.jsonl"
+    captions.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    vae = VideoVAE(TINY.autoencoder, rngs=nnx.Rngs(0))
+    save_params(root / "vae", TINY.autoencoder, nnx.state(vae))
+    return root, captions, videos
+
+
+def _encode(root, captions, videos, out, *extra):
+    return main(
+        ["encode", "--config", "tiny", "--videos", str(videos), "--captions", str(captions), "--vae",
+         str(root / "vae"), "--out", str(out), "--videos-per-shard", "2", *extra]
+    )  # fmt: skip
+
+
+def test_encode_writes_shards_the_pipeline_reads_back(dataset, tmp_path, capsys, caplog):
+    root, captions, videos = dataset
+    assert _encode(root, captions, videos, tmp_path / "shards") == 0
+    out = capsys.readouterr().out
+    # 80 and 64 frames at 16 fps -> 40 and 32 frames at 8 fps -> 1 clip of 29 frames each (buffer of 8).
+    assert clip_frames(TINY) == 29
+    assert "2 clips from 2 videos; skipped 3 videos" in out
+    assert (
+        "corrupt.mp4: unreadable" in out
+        and "short.mp4: too short" in out
+        and "gone.webm: file not found" in out
+    )
+    assert sum("skipped" in r.message for r in caplog.records) == 3  # one log line each
+    shards = LatentShards(tmp_path / "shards")
+    assert len(shards) == 2 and len(shards.paths) == 3  # three shards of two videos; the last one empty
+    record = shards[0]
+    assert record["caption"].startswith(read_captions(captions, videos)[0][1][:10])
+    batches = pipeline.train_batches(shards, training_example, batch_size=2, seed=0)
+    batch = next(iter(batches))
+    assert batch["latents"].shape == (2, 8, 8, 8, 16) and batch["latents"].dtype == np.float32
+    assert batch["text"].shape == (2, 16, 384) and batch["text_mask"].shape == (2, 16)
+    assert batch["text_mask"].any(axis=1).all()
+
+
+def test_encode_resumes_and_skips_finished_shards(dataset, tmp_path, capsys):
+    root, captions, videos = dataset
+    out = tmp_path / "shards"
+    assert _encode(root, captions, videos, out) == 0
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "shard-00001.json").unlink()  # as if the run had died while writing shard 1
+    (out / "shard-00001.array_record").unlink()
+    capsys.readouterr()
+    assert _encode(root, captions, videos, out) == 0
+    assert "wrote 1 shards (2 already complete)" in capsys.readouterr().out
+    assert (out / "shard-00000.array_record").stat().st_mtime_ns == first["shard-00000.array_record"]
+    assert len(LatentShards(out)) == 2
+
+
+def test_the_latents_are_the_vae_encoding_of_the_conformed_video(dataset, tmp_path):
+    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.data.encode import read_video
+
+    root, captions, videos = dataset
+    assert _encode(root, captions, videos, tmp_path / "shards") == 0
+    frames, fps = read_video(videos / "a.mp4")
+    clip = conform(frames, fps, TINY)[:29]
+    vae = restore_vae(root / "vae")
+    want = np.asarray(jax.jit(vae.encode)(clip[None]))[0]
+    got = np.asarray(LatentShards(tmp_path / "shards")[0]["latents"], np.float32)
+    np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)  # stored as float16
+
+
+def test_precomputed_text_serves_the_encoded_captions(dataset, tmp_path):
+    from streamdit_jax.text import MiniLM, PrecomputedText, TextEncoder
+
+    root, captions, videos = dataset
+    assert _encode(root, captions, videos, tmp_path / "shards") == 0
+    precomputed = PrecomputedText(tmp_path / "shards")
+    assert isinstance(precomputed, TextEncoder) and (precomputed.max_length, precomputed.width) == (16, 384)
+    caption = read_captions(captions, videos)[1][1]  # the gif's caption
+    tokens, mask = precomputed([caption, ""])
+    want_tokens, want_mask = MiniLM.from_package(16)([caption, ""])
+    np.testing.assert_array_equal(np.asarray(mask), np.asarray(want_mask))
+    np.testing.assert_allclose(np.asarray(tokens), np.asarray(want_tokens), atol=2e-3)  # float16 storage
+    with pytest.raises(KeyError, match="not a caption of the encoded dataset"):
+        precomputed(["a prompt nobody encoded"])
+
+
+def test_a_malformed_caption_file_is_an_error_before_any_work(tmp_path):
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"video": "a.mp4", "caption": "x"}\n{"video": "b.mp4"}\n')
+    with pytest.raises(ValueError, match=r"c\.jsonl:2"):
+        read_captions(bad, tmp_path)
