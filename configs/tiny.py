@@ -6,9 +6,9 @@ from streamdit_jax.config import base_config, parse_arg
 def get_config(arg=None):
     arg = parse_arg(arg, full=False)
     c = base_config()
-    c.model.width = 64
+    c.model.width = 128
     c.model.num_heads = 4
-    c.model.mlp_width = 128
+    c.model.mlp_width = 256
     c.model.num_layers = 2
     c.model.text_width = 384  # MiniLM-L6, the embedded text encoder
     c.model.latent_channels = 16
@@ -21,7 +21,9 @@ def get_config(arg=None):
     c.data.resolution = (64, 64)
     c.data.fps = 8
     c.train.batch_size = 8
-    c.text.max_length = 16
+    c.optimizer.learning_rate = 2e-3  # small models learn fast; tests train for a few hundred steps
+    c.optimizer.warmup_steps = 10
+    c.text.max_length = 40  # shapes captions take up to 37 MiniLM tokens
     c.buffer.frames = 8
     c.buffer.chunk_sizes = (1, 2, 4, 8)
     c.buffer.chunk_weights = (1.0, 1.0, 1.0, 1.0)

@@ -24,6 +24,7 @@ from streamdit_jax.model import abstract_model, param_shardings, single_device_m
 from streamdit_jax.sharding import DEFAULT_RULES
 
 PARAMS = "params"
+EMA = "ema"  # training checkpoints also hold the EMA of the model's state
 CONFIG = "config"
 KINDS: dict[str, type] = {"transformer": ModelConfig, "autoencoder": AutoencoderConfig}
 # Transformer fields a restore may change: they do not change parameter shapes.
@@ -103,8 +104,16 @@ def _expect(cfg: Any, kind: type, directory: str | Path) -> None:
         raise ValueError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
 
 
-def _restore_tree(directory: str | Path, step: int, abstract: nnx.State, shardings: nnx.State | None) -> None:
-    """Reads the ``params`` item into ``abstract`` (in place), placing each array on its sharding."""
+def _weights_item(directory: str | Path, step: int, ema: bool) -> str:
+    """The EMA weights when asked for and present (training checkpoints), else the raw ones."""
+    return EMA if ema and (Path(directory).resolve() / str(step) / EMA).is_dir() else PARAMS
+
+
+def _restore_tree(
+    directory: str | Path, step: int, abstract: nnx.State, shardings: nnx.State | None, ema: bool
+) -> None:
+    """Reads the model's state into ``abstract`` (in place), placing each array on its sharding."""
+    item = _weights_item(directory, step, ema)
     target = nnx.to_pure_dict(abstract)
     if shardings is not None:
         target = jax.tree.map(
@@ -112,9 +121,9 @@ def _restore_tree(directory: str | Path, step: int, abstract: nnx.State, shardin
             target,
             nnx.to_pure_dict(shardings),
         )
-    with manager(directory) as mngr:
-        restored = mngr.restore(step, args=ocp.args.Composite(**{PARAMS: ocp.args.StandardRestore(target)}))
-    nnx.replace_by_pure_dict(abstract, restored[PARAMS])
+    with manager(directory, (item, CONFIG)) as mngr:
+        restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
+    nnx.replace_by_pure_dict(abstract, restored[item])
 
 
 def restore_params(
@@ -123,10 +132,12 @@ def restore_params(
     rules: Sequence[tuple] = DEFAULT_RULES,
     step: int | None = None,
     model_overrides: Mapping[str, Any] | None = None,
+    ema: bool = True,
 ) -> tuple[ModelConfig, nnx.GraphDef, nnx.State]:
     """A transformer's (config, graphdef, params), read straight into their shardings on ``mesh``.
 
-    ``model_overrides`` replaces fields of the saved config that do not change parameter shapes.
+    ``model_overrides`` replaces fields of the saved config that do not change parameter shapes;
+    ``ema`` takes a training checkpoint's EMA weights (the raw ones when False or absent).
     """
     step = latest_step(directory) if step is None else step
     model_cfg = restore_config(directory, step)
@@ -143,15 +154,16 @@ def restore_params(
             )
         model_cfg = dataclasses.replace(model_cfg, **model_overrides)
     graphdef, abstract = abstract_model(model_cfg)
-    _restore_tree(directory, step, abstract, param_shardings(abstract, mesh or single_device_mesh(), rules))
+    shardings = param_shardings(abstract, mesh or single_device_mesh(), rules)
+    _restore_tree(directory, step, abstract, shardings, ema)
     return model_cfg, graphdef, abstract
 
 
-def restore_vae(directory: str | Path, step: int | None = None) -> VideoVAE:
-    """A VideoVAE (parameters and latent statistics) from a checkpoint."""
+def restore_vae(directory: str | Path, step: int | None = None, ema: bool = True) -> VideoVAE:
+    """A VideoVAE (parameters and latent statistics) from a checkpoint; EMA weights as in restore_params."""
     step = latest_step(directory) if step is None else step
     cfg = restore_config(directory, step)
     _expect(cfg, AutoencoderConfig, directory)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0))))
-    _restore_tree(directory, step, abstract, None)
+    _restore_tree(directory, step, abstract, None, ema)
     return nnx.merge(graphdef, abstract)

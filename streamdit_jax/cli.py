@@ -22,9 +22,19 @@ def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None
 
 
 def _load_config(args: argparse.Namespace, overrides: Sequence[str]):
+    from streamdit_jax import distributed
     from streamdit_jax.config import load
 
+    distributed.initialize()  # multi-host: before load() starts the JAX backend
     return load(args.config, overrides)
+
+
+def _print(*values) -> None:
+    """Prints from process 0 only."""
+    import jax
+
+    if jax.process_index() == 0:
+        print(*values, flush=True)
 
 
 def cmd_summary(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -129,6 +139,47 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     print(f"wrote {workdir / 'summary.txt'} and {workdir / 'forward.json'}")
 
 
+def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Trains the StreamDiT with buffered flow matching on the config's data and mesh."""
+    import jax
+
+    from streamdit_jax.data.training import on_the_fly_encoders
+    from streamdit_jax.sharding import make_mesh
+    from streamdit_jax.train import Trainer
+    from streamdit_jax.train.flow_task import FlowTask
+
+    cfg = _load_config(args, overrides)
+    mesh = make_mesh(cfg.mesh)
+    _print(
+        f"training {args.config} on {jax.device_count()} {jax.devices()[0].platform} devices in "
+        f"{jax.process_count()} processes, mesh {dict(mesh.shape)}; data: {cfg.data.source}"
+    )
+    vae, text_encoder = on_the_fly_encoders(cfg)
+    trainer = Trainer(
+        FlowTask(cfg, vae, text_encoder),
+        cfg.train,
+        cfg.optimizer,
+        mesh,
+        cfg.mesh.rules,
+        args.workdir,
+        run_config=cfg,
+        seed=cfg.seed,
+        resume=args.resume,
+    )
+    try:
+        summary = trainer.run()
+    finally:
+        trainer.close()
+    held_out = summary["eval"]
+    levels = ", ".join(
+        f"{k.removeprefix('loss_sigma_')}: {v:.4f}" for k, v in held_out.items() if "sigma" in k
+    )
+    _print(
+        f"step {summary['end_step']}: held-out loss {held_out['loss']:.4f} (by sigma {levels}; EMA weights)"
+    )
+    _print(f"checkpoint: {Path(args.workdir).resolve()}")
+
+
 def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Trains the preset's video VAE on shapes clips; the checkpoint restores with checkpoint.restore_vae."""
     from streamdit_jax.autoencoder.training import VAETask
@@ -158,6 +209,27 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         f"({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes clips, EMA weights)"
     )
     print(f"checkpoint: {Path(args.workdir).resolve()}")
+
+
+def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Held-out PSNR of a VAE checkpoint on the clips train-vae evaluates on; optionally a PNG strip."""
+    from PIL import Image
+
+    from streamdit_jax.autoencoder.training import evaluate_vae
+    from streamdit_jax.checkpoint import restore_vae
+
+    cfg = _load_config(args, overrides)
+    vae = restore_vae(args.checkpoint, ema=not args.raw)
+    clips = args.clips or cfg.vae_train.eval_batches * cfg.vae_train.batch_size
+    scores, image = evaluate_vae(vae, cfg, clips)
+    weights = "raw" if args.raw else "EMA"
+    print(f"held-out PSNR over {clips} clips ({weights} weights): {scores.pop('all'):.2f} dB")
+    for background, score in sorted(scores.items()):
+        print(f"  {background} background: {score:.2f} dB")
+    if args.png:
+        pixels = ((image + 1.0) * 127.5).clip(0, 255).astype("uint8")
+        Image.fromarray(pixels).save(args.png)
+        print(f"wrote {args.png}: originals above reconstructions, first, middle and last frame")
 
 
 def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -224,11 +296,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param-dtype", default="float32", choices=["float32", "bfloat16"], help="transformer")
     p.set_defaults(fn=cmd_convert)
 
+    p = sub.add_parser("train", help="train the StreamDiT with buffered flow matching (mixed schemes)")
+    _add_config_args(p)
+    p.add_argument("--workdir", required=True, help="checkpoints, TensorBoard, metrics.jsonl")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.set_defaults(fn=cmd_train)
+
     p = sub.add_parser("train-vae", help="train the preset's video VAE on the shapes data")
     _add_config_args(p)
     p.add_argument("--workdir", required=True, help="where checkpoints and TensorBoard logs go")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
     p.set_defaults(fn=cmd_train_vae)
+
+    p = sub.add_parser("eval-vae", help="held-out PSNR of a VAE checkpoint (and a reconstruction strip)")
+    _add_config_args(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--clips", type=int, default=0, help="default: the clips train-vae evaluates on")
+    p.add_argument("--png", help="write originals and reconstructions to this PNG")
+    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    p.set_defaults(fn=cmd_eval_vae)
 
     p = sub.add_parser("encode", help="videos + captions -> ArrayRecord shards of latents and text states")
     _add_config_args(p)
@@ -259,10 +345,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = f" (write overrides as {spaced[0]}=VALUE)" if spaced else ""
         parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     from streamdit_jax.convert import ConversionError
+    from streamdit_jax.data import DataError
+    from streamdit_jax.flow import SchemeError
+    from streamdit_jax.train import NonFiniteLoss
 
     try:
         args.fn(args, overrides)
-    except (ConfigError, ConversionError, FileNotFoundError, FileExistsError) as e:
+    except (
+        ConfigError,
+        ConversionError,
+        DataError,
+        SchemeError,
+        NonFiniteLoss,
+        FileNotFoundError,
+        FileExistsError,
+    ) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -314,15 +314,26 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class VAETrainConfig(TrainConfig):
-    """Training the video VAE: L1 reconstruction + ``kl_weight`` * KL, on clips of ``frames`` frames."""
+    """Training the video VAE: reconstruction error + ``kl_weight`` * KL, on clips of ``frames`` frames.
+
+    ``reconstruction`` is "mse" or "l1". On ``shapes`` an L1 loss settles on reconstructing the
+    background alone (its optimum is the per-pixel median and objects are a minority of pixels): see
+    docs/autoencoder.md.
+    """
 
     frames: int = 9  # video frames per training clip (1 + 4k for Wan's layout)
-    kl_weight: float = 1e-6  # on the KL per latent element (the L1 is per pixel)
+    kl_weight: float = 1e-6  # on the KL per latent element (the reconstruction error is per pixel)
+    reconstruction: str = "mse"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_range("vae_train.frames", self.frames, 1)
         _check_range("vae_train.kl_weight", self.kl_weight, 0.0)
+        if self.reconstruction not in ("mse", "l1"):
+            _fail("vae_train.reconstruction", f"unknown loss {self.reconstruction!r}", "use 'mse' or 'l1'")
+
+
+DATA_SOURCES = ("shapes", "videos", "latents")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,8 +344,19 @@ class DataConfig:
     resolution: tuple[int, int] = (64, 64)  # video (height, width) in pixels
     fps: int = 8
     prompt_dropout: float = 0.1  # share of empty prompts, for classifier-free guidance
+    path: str = ""  # videos: the folder the captions' paths are relative to; latents: the shard folder
+    captions: str = ""  # videos: jsonl of {"video": path, "caption": text}
+    vae: str = ""  # VAE checkpoint that encodes shapes/videos on the fly; "" = an untrained VAE (tests)
+    heldout: int = 64  # videos/latents: the last examples, held out (shapes has its own held-out split)
 
     def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            _fail("data.source", f"unknown source {self.source!r}", f"use one of {DATA_SOURCES}")
+        if self.source != "shapes" and not self.path:
+            _fail("data.path", f"data.source={self.source!r} needs a path", "--config.data.path=DIR")
+        if self.source == "videos" and not self.captions:
+            _fail("data.captions", "data.source='videos' needs a caption file", "--config.data.captions=FILE")
+        _check_range("data.heldout", self.heldout, 1)
         if len(self.resolution) != 2 or min(self.resolution) < 1:
             _fail(
                 "data.resolution", f"expected (height, width) > 0, got {self.resolution}", "e.g. (512, 512)"

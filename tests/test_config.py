@@ -62,7 +62,7 @@ INVALID = [
     (["buffer.reference_frames=2", "buffer.chunk_sizes=(4,)", "buffer.chunk_weights=(1,)"],
      "buffer.chunk_sizes", "among [1, 2, 3, 6]"),
     (["buffer.chunk_weights=(1,1)"], "buffer.chunk_weights", "one weight per entry"),
-    (["model.num_heads=5"], "model.num_heads", "among [1, 2, 4, 8, 16, 32, 64]"),
+    (["model.num_heads=5"], "model.num_heads", "among [1, 2, 4, 8, 16, 32, 64, 128]"),
     (["model.num_layers=3"], "model.num_layers", "even number of layers"),
     (["mesh.shape=(2,2,1,1)"], "mesh.shape", "product of mesh.shape equal the device count"),
     (["mesh.shape=(-1,3,1,1)"], "mesh.shape", "needs a multiple of 3 devices"),

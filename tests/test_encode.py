@@ -82,7 +82,7 @@ def test_encode_writes_shards_the_pipeline_reads_back(dataset, tmp_path, capsys,
     batches = pipeline.train_batches(shards, training_example, batch_size=2, seed=0)
     batch = next(iter(batches))
     assert batch["latents"].shape == (2, 8, 8, 8, 16) and batch["latents"].dtype == np.float32
-    assert batch["text"].shape == (2, 16, 384) and batch["text_mask"].shape == (2, 16)
+    assert batch["text"].shape == (2, 40, 384) and batch["text_mask"].shape == (2, 40)
     assert batch["text_mask"].any(axis=1).all()
 
 
@@ -120,10 +120,10 @@ def test_precomputed_text_serves_the_encoded_captions(dataset, tmp_path):
     root, captions, videos = dataset
     assert _encode(root, captions, videos, tmp_path / "shards") == 0
     precomputed = PrecomputedText(tmp_path / "shards")
-    assert isinstance(precomputed, TextEncoder) and (precomputed.max_length, precomputed.width) == (16, 384)
+    assert isinstance(precomputed, TextEncoder) and (precomputed.max_length, precomputed.width) == (40, 384)
     caption = read_captions(captions, videos)[1][1]  # the gif's caption
     tokens, mask = precomputed([caption, ""])
-    want_tokens, want_mask = MiniLM.from_package(16)([caption, ""])
+    want_tokens, want_mask = MiniLM.from_package(40)([caption, ""])
     np.testing.assert_array_equal(np.asarray(mask), np.asarray(want_mask))
     np.testing.assert_allclose(np.asarray(tokens), np.asarray(want_tokens), atol=2e-3)  # float16 storage
     with pytest.raises(KeyError, match="not a caption of the encoded dataset"):

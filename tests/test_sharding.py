@@ -63,7 +63,7 @@ def test_params_are_born_sharded_with_the_same_values():
     _, sharded = init_params(TINY.model, jax.random.key(0), mesh, TINY.mesh.rules)
     kernel = sharded["blocks"]["mlp"]["fc1"]["kernel"][...]
     assert kernel.sharding == NamedSharding(mesh, PartitionSpec(None, "fsdp", "model"))
-    assert len(kernel.addressable_shards) == 8 and kernel.addressable_shards[0].data.shape == (2, 32, 64)
+    assert len(kernel.addressable_shards) == 8 and kernel.addressable_shards[0].data.shape == (2, 64, 128)
     for a, b in zip(jax.tree.leaves(sharded), jax.tree.leaves(single), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 

@@ -178,3 +178,15 @@ def test_existing_checkpoints_are_never_overwritten(tmp_path):
     _trainer(tmp_path, steps=3).run()
     with pytest.raises(FileExistsError, match="--resume"):
         _trainer(tmp_path, steps=3)
+
+
+def test_a_half_written_checkpoint_is_ignored_on_resume(tmp_path):
+    _trainer(tmp_path, steps=3).run()
+    # What a save killed mid-write leaves: Orbax's temporary folder, never renamed to "6".
+    partial = tmp_path / "6.orbax-checkpoint-tmp-1764000000000000"
+    (partial / "params").mkdir(parents=True)
+    (partial / "params" / "junk").write_bytes(b"\0" * 64)
+    resumed = _trainer(tmp_path, steps=6, resume=True)
+    assert int(resumed.state.step) == 3 and ckpt.latest_step(tmp_path) == 3
+    resumed.run()
+    assert ckpt.latest_step(tmp_path) == 6

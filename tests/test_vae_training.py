@@ -18,35 +18,23 @@ FAST = [
 
 def test_train_vae_cli_checkpoints_statistics_and_resumes(tmp_path, capsys):
     workdir = tmp_path / "vae"
-    assert (
-        main(
-            ["train-vae", "--config", "tiny", "--workdir", str(workdir), "--config.vae_train.steps=2", *FAST]
-        )
-        == 0
-    )
+    argv = ["train-vae", "--config", "tiny", "--workdir", str(workdir), *FAST]
+    assert main([*argv, "--config.vae_train.steps=2"]) == 0
     assert "held-out PSNR" in capsys.readouterr().out
     vae = restore_vae(workdir)
     # The latent statistics were measured on held-out clips before saving (not the (0, 1) defaults).
     assert not np.allclose(np.asarray(vae.latents_std[...]), 1.0)
     assert np.all(np.asarray(vae.latents_std[...]) > 0)
-    assert (
-        main(
-            ["train-vae", "--config", "tiny", "--workdir", str(workdir), "--config.vae_train.steps=4", *FAST]
-        )
-        == 2
-    )
+    assert main([*argv, "--config.vae_train.steps=4"]) == 2
     assert "--resume" in capsys.readouterr().err
-    argv = [
-        "train-vae",
-        "--config",
-        "tiny",
-        "--workdir",
-        str(workdir),
-        "--resume",
-        "--config.vae_train.steps=4",
-    ]
-    assert main([*argv, *FAST]) == 0
+    assert main([*argv, "--resume", "--config.vae_train.steps=4"]) == 0
     assert latest_step(workdir) == 4
+    # eval-vae scores the same held-out clips with the same (EMA) weights: the number train-vae printed.
+    trained = float(capsys.readouterr().out.split("held-out PSNR ")[1].split(" dB")[0])
+    png = tmp_path / "strip.png"
+    assert main(["eval-vae", "--config", "tiny", "--checkpoint", str(workdir), "--png", str(png), *FAST]) == 0
+    evaluated = float(capsys.readouterr().out.split("EMA weights): ")[1].split(" dB")[0])
+    assert abs(evaluated - trained) < 0.01 and png.stat().st_size > 1000
 
 
 @pytest.mark.slow

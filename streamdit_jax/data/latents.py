@@ -46,8 +46,9 @@ class LatentShards:
         return unpack(self._source[index])
 
 
-def training_example(record: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The arrays a training step consumes, as float32 / bool."""
+def training_example(record: dict[str, Any], position: int = 0) -> dict[str, np.ndarray]:
+    """The arrays a training step consumes, as float32 / bool (``position`` is unused)."""
+    del position
     return {
         "latents": np.asarray(record["latents"], np.float32),
         "text": np.asarray(record["text"], np.float32),

@@ -3,8 +3,9 @@
 A :class:`Task` says what to train (model, loss, data, evaluation); the :class:`Trainer` owns the rest:
 parameters born sharded on the mesh, one jitted step with donation and gradient accumulation, AdamW,
 an EMA, async Orbax checkpoints (params, EMA, optimizer, step, RNG, data iterator, configs) with
-resume onto any mesh, a progress bar and TensorBoard scalars from process 0, a clean save on
-SIGTERM/SIGINT, and a stop on the first non-finite loss that leaves the last good checkpoint intact.
+resume onto any mesh, a progress bar, TensorBoard scalars and ``metrics.jsonl`` from process 0, a
+clean save on SIGTERM/SIGINT, and a stop on the first non-finite loss that leaves the last good
+checkpoint intact.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ from streamdit_jax.train.optim import learning_rate, make_optimizer
 
 # Metrics shown on the progress line (all go to TensorBoard).
 _SHOWN = ("loss", "step_s", "examples_s", "tokens_s", "psnr")
-# Checkpoint items beyond checkpoint.PARAMS and checkpoint.CONFIG.
-EMA, OPT_STATE, TRAIN, RUN_CONFIG, DATA = "ema", "opt_state", "train", "run_config", "data"
+# Checkpoint items beyond checkpoint.PARAMS, checkpoint.EMA and checkpoint.CONFIG.
+OPT_STATE, TRAIN, RUN_CONFIG, DATA = "opt_state", "train", "run_config", "data"
+EMA = ckpt.EMA
+METRICS_FILE = "metrics.jsonl"  # one JSON line per logged step (train and eval), from process 0
 
 
 class Task(Protocol):
@@ -246,7 +249,7 @@ class Trainer:
         saved = self.manager.restore(step, args=ocp.args.Composite(**{ckpt.CONFIG: ocp.args.JsonRestore()}))
         expected = ckpt.config_record(self.task.model_config)
         if saved[ckpt.CONFIG] != json.loads(json.dumps(expected)):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.workdir} holds a checkpoint of another model:\n  saved:   {saved[ckpt.CONFIG]}\n"
                 f"  current: {expected}\nResume with the config it was trained with, or use a new --workdir"
             )
@@ -273,13 +276,11 @@ class Trainer:
         step = int(self.state.step)
         if step == self.last_saved:
             return
-        model = nnx.merge(self.graphdef, self.state.params, self.state.rest)
-        self.task.on_save(model)
-        rest = jax.device_put(self._split(model)[2], self.state_shardings.rest)
+        rest, ema_rest = (self._updated_rest(p) for p in (self.state.params, self.state.ema))
         self.state = self.state.replace(rest=rest)
         items = {
             ckpt.PARAMS: ocp.args.StandardSave(self._model_state(self.state.params, rest)),
-            EMA: ocp.args.StandardSave(self._model_state(self.state.ema, rest)),
+            EMA: ocp.args.StandardSave(self._model_state(self.state.ema, ema_rest)),
             OPT_STATE: ocp.args.StandardSave(self.state.opt_state),
             TRAIN: ocp.args.StandardSave(
                 {
@@ -296,6 +297,12 @@ class Trainer:
         if block:
             self.manager.wait_until_finished()
         self.last_saved = step
+
+    def _updated_rest(self, params: nnx.State) -> nnx.State:
+        """The model's non-trained state as the task sets it before a save, for these weights."""
+        model = nnx.merge(self.graphdef, params, self.state.rest)
+        self.task.on_save(model)
+        return jax.device_put(self._split(model)[2], self.state_shardings.rest)
 
     def _check_finite(self) -> None:
         bad = int(jax.device_get(self.state.first_nonfinite))
@@ -360,6 +367,12 @@ class Trainer:
             for key, value in local.items()
         }
 
+    def step(self, local_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        """One optimizer step on this process's share of a batch; returns its metrics (not fetched)."""
+        with use_mesh(self.mesh, self.rules):
+            self.state, metrics = self._train_step(self.state, self._global_batch(local_batch))
+        return metrics
+
     def evaluate(self) -> dict[str, float]:
         """Held-out metrics of the EMA weights, averaged over ``eval_batches`` fixed batches."""
         batches = self.task.eval_batches(
@@ -390,8 +403,7 @@ class Trainer:
         try:
             with use_mesh(self.mesh, self.rules):
                 while step < self.cfg.steps:
-                    batch = self._global_batch(next(self.data))
-                    self.state, metrics = self._train_step(self.state, batch)
+                    metrics = self.step(next(self.data))
                     step += 1
                     if step % self.cfg.log_every == 0 or step == self.cfg.steps:
                         self._check_finite()
@@ -399,6 +411,9 @@ class Trainer:
                         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
                         values["step_s"] = (now - last_time) / max(step - last_step, 1)
                         values["examples_s"] = self.cfg.batch_size / values["step_s"]
+                        tokens = getattr(self.task, "tokens_per_example", None)
+                        if tokens:
+                            values["tokens_s"] = values["examples_s"] * tokens
                         last_time, last_step = now, step
                         summary["train"] = values
                         self._log(writer, bar, step, values, "train")
@@ -455,6 +470,8 @@ class Trainer:
             for name, value in values.items():
                 writer.add_scalar(f"{prefix}/{name}", value, step)
             writer.flush()
+            with open(self.workdir / METRICS_FILE, "a") as f:
+                f.write(json.dumps({"step": step, "split": prefix, **values}) + "\n")
         shown = {f"{prefix}_{k}": f"{v:.4g}" for k, v in values.items() if prefix == "eval" or k in _SHOWN}
         if bar is not None:
             bar.set_postfix(shown)

@@ -1,0 +1,224 @@
+"""Training examples for the StreamDiT: latent buffers with their prompt's token states.
+
+Three sources (``data.source``), each with a held-out split:
+
+- ``shapes``: procedural clips (``ShapesDataset``), encoded on the fly by the preset's VAE and text
+  encoder; the held-out split uses captions and colour/motion pairs the training split never does.
+- ``videos``: a folder of videos with a jsonl of captions (``data.path``, ``data.captions``), decoded,
+  conformed and encoded on the fly; the last ``data.heldout`` entries are held out.
+- ``latents``: ArrayRecord shards written by ``streamdit encode`` (``data.path``); the last
+  ``data.heldout`` records are held out.
+
+Prompt dropout (``data.prompt_dropout``) replaces an example's caption by the empty prompt, drawn
+per example with grain's seeded ``random_map`` so that it is reproducible and resumable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grain
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.config import Config, ConfigError
+from streamdit_jax.data import DataError, pipeline
+from streamdit_jax.data.encode import clip_frames, conform, read_captions, read_video
+from streamdit_jax.data.latents import EMPTY_PROMPT, LatentShards, training_example
+from streamdit_jax.data.shapes import ShapesDataset
+
+log = logging.getLogger(__name__)
+TextEncoder = Callable[[list[str]], tuple[jax.Array, jax.Array]]
+
+
+@nnx.jit
+def _encode(vae: VideoVAE, video: jax.Array) -> jax.Array:
+    return vae.encode(video)
+
+
+class BatchEncoder:
+    """A batch of videos [B, T, H, W, 3] and captions [B] -> latents, text states and masks (numpy)."""
+
+    def __init__(self, vae: VideoVAE, text_encoder: TextEncoder):
+        self.vae, self.text_encoder = vae, text_encoder
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+        latents = _encode(self.vae, jnp.asarray(batch["video"]))
+        text, mask = self.text_encoder([str(c) for c in batch["caption"]])
+        return {
+            "latents": np.asarray(latents, np.float32),
+            "text": np.asarray(text, np.float32),
+            "text_mask": np.asarray(mask, bool),
+        }
+
+
+class VideoClips:
+    """Random access to the first clip of each (video, caption) entry, conformed to the preset.
+
+    A video that cannot be read or is too short is logged once and replaced by the next readable one,
+    so a bad file never stops training.
+    """
+
+    def __init__(self, entries: list[tuple[Path, str]], cfg: Config):
+        self.entries, self.cfg, self.length = entries, cfg, clip_frames(cfg)
+        self.bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        for offset in range(len(self.entries)):
+            i = (index + offset) % len(self.entries)
+            if i in self.bad:
+                continue
+            path, caption = self.entries[i]
+            try:
+                frames, fps = read_video(path)
+                video = conform(frames, fps, self.cfg)
+                if len(video) < self.length:
+                    raise ValueError(f"too short: {len(video)} frames at {self.cfg.data.fps} fps")
+            except Exception as e:  # skip the file, keep training
+                log.warning("skipped %s: %s", path, e)
+                self.bad.add(i)
+                continue
+            return {"video": video[: self.length], "caption": caption}
+        raise DataError(f"none of the {len(self.entries)} videos in the caption file can be read")
+
+
+def _split(source, count: int, heldout: int, name: str) -> tuple[Any, Any]:
+    """(train, held-out) views: the last ``heldout`` items are held out."""
+    if count <= heldout:
+        raise ConfigError(
+            f"config field 'data.heldout': {name} has {count} examples, not more than the {heldout} "
+            "held out. Fix: lower data.heldout or add data"
+        )
+    data = grain.MapDataset.source(source)
+    return data[: count - heldout], data[count - heldout :]
+
+
+class ExampleSource:
+    """The train and held-out examples of ``cfg.data`` as grain MapDatasets of per-example dicts, and
+    the batch transform that turns their batches into model inputs."""
+
+    def __init__(self, cfg: Config, vae: VideoVAE | None, text_encoder: TextEncoder | None):
+        self.cfg = cfg
+        data = cfg.data
+        if data.source == "latents":
+            shards = _checked_shards(cfg)
+            self.train, self.heldout = _split(shards, len(shards), data.heldout, str(shards.directory))
+            self.raw = training_example
+            empty = np.load(shards.directory / EMPTY_PROMPT)
+            self.empty = {"text": empty["text"].astype(np.float32), "text_mask": empty["text_mask"]}
+            self.encode = None
+            return
+        if vae is None or text_encoder is None:
+            raise ValueError(f"data.source={data.source!r} encodes on the fly: pass a VAE and a text encoder")
+        self.encode = BatchEncoder(vae, text_encoder)
+        if data.source == "shapes":
+            shape = dict(resolution=data.resolution, fps=data.fps, frames=clip_frames(cfg))
+            self.train = ShapesDataset(**shape, seed=cfg.seed, split="train")
+            self.heldout = ShapesDataset(**shape, seed=cfg.seed + 1, split="heldout")
+            self.raw = _video_and_caption
+        else:  # videos
+            entries = read_captions(
+                _existing(data.captions, "data.captions"), _existing(data.path, "data.path")
+            )
+            self.train, self.heldout = _split(
+                VideoClips(entries, cfg), len(entries), data.heldout, data.captions
+            )
+            self.raw = _video_and_caption
+
+    def _train_example(self, example: dict, position: int) -> dict:
+        """The example, its prompt dropped (replaced by the empty one) with a draw keyed by its position."""
+        example = self.raw(example, position)
+        if np.random.default_rng([self.cfg.seed, position]).random() < self.cfg.data.prompt_dropout:
+            dropped = self.empty if self.encode is None else {"caption": ""}
+            example = {**example, **dropped}
+        return example
+
+    def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
+        dataset = pipeline.train_batches(
+            self.train, self._train_example, batch_size, seed, process, processes
+        )
+        return dataset if self.encode is None else dataset.map(self.encode)
+
+    def eval_batches(self, batch_size: int, count: int, process: int, processes: int) -> list[dict]:
+        count = min(count, max(len(self.heldout) // (batch_size * processes), 1))
+        batches = pipeline.fixed_batches(self.heldout, self.raw, batch_size, count, process, processes)
+        return batches if self.encode is None else [self.encode(b) for b in batches]
+
+
+def _video_and_caption(example: dict, position: int) -> dict:
+    del position
+    return {"video": example["video"], "caption": example["caption"]}
+
+
+def _existing(path: str, field: str) -> Path:
+    if not path:
+        raise ConfigError(
+            f"config field '{field}': empty, but data.source needs it. Fix: --config.{field}=PATH"
+        )
+    if not Path(path).exists():
+        raise FileNotFoundError(f"config field '{field}': {path} does not exist. Fix: point it at your data")
+    return Path(path)
+
+
+def _checked_shards(cfg: Config) -> LatentShards:
+    """The shards of ``data.path``, after checking that their records fit the model's buffer."""
+    shards = LatentShards(_existing(cfg.data.path, "data.path"))
+    if not (shards.directory / EMPTY_PROMPT).exists():
+        raise FileNotFoundError(
+            f"{shards.directory} has no {EMPTY_PROMPT} (the empty prompt's states, for prompt dropout). "
+            "Fix: re-run `streamdit encode` into this folder; it writes the file and skips finished shards"
+        )
+    record = shards[0]
+    expected = {
+        "latents": (*cfg.latent_grid, cfg.model.latent_channels),
+        "text": (cfg.text.max_length, cfg.model.text_width),
+        "text_mask": (cfg.text.max_length,),
+    }
+    for key, shape in expected.items():
+        got = tuple(np.shape(record.get(key)))
+        if got != shape:
+            raise DataError(
+                f"{shards.paths[0]}: records hold {key} of shape {got}, but the config expects {shape} "
+                f"(buffer.frames, latent grid and channels, text.max_length, model.text_width). Fix: "
+                "encode the data with this preset (`streamdit encode --config ...`) or train with the "
+                "preset that encoded it"
+            )
+    return shards
+
+
+def on_the_fly_encoders(cfg: Config) -> tuple[VideoVAE | None, TextEncoder | None]:
+    """The VAE (``data.vae``, or an untrained one with a warning) and text encoder that encode shapes and
+    video folders during training; (None, None) for precomputed latents."""
+    if cfg.data.source == "latents":
+        return None, None
+    import dataclasses
+
+    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.text import build_encoder
+
+    if cfg.data.vae:
+        vae = restore_vae(_existing(cfg.data.vae, "data.vae"))
+        if dataclasses.replace(vae.cfg, dtype=cfg.autoencoder.dtype) != cfg.autoencoder:
+            raise ConfigError(
+                f"config field 'data.vae': the VAE in {cfg.data.vae} is {vae.cfg}, the preset asks for "
+                f"{cfg.autoencoder}. Fix: pass the VAE trained for this preset (streamdit train-vae)"
+            )
+    else:
+        from streamdit_jax.autoencoder.training import VAETask
+
+        log.warning(
+            "data.vae is empty: latents come from an untrained VAE (fine for tests, meaningless for a "
+            "real model). Train one with `streamdit train-vae` and pass --config.data.vae=DIR"
+        )
+        vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(cfg.seed))
+        VAETask(cfg).on_save(vae)  # its latent statistics, so that latents have unit scale
+    return vae, build_encoder(cfg.text)
