@@ -135,3 +135,30 @@ def test_a_malformed_caption_file_is_an_error_before_any_work(tmp_path):
     bad.write_text('{"video": "a.mp4", "caption": "x"}\n{"video": "b.mp4"}\n')
     with pytest.raises(ValueError, match=r"c\.jsonl:2"):
         read_captions(bad, tmp_path)
+
+
+def test_video_folders_train_on_the_fly_skipping_bad_files(dataset, caplog):
+    """data.source=videos: decoded, conformed and encoded per batch; corrupt, short and missing files
+    are skipped with a log line (replaced by the next readable video); the last entry is held out."""
+    from streamdit_jax.data.training import ExampleSource
+
+    root, captions, videos = dataset
+    cfg = config_lib.load(
+        "tiny",
+        ["data.source=videos", f"data.path={videos}", f"data.captions={captions}", "data.heldout=1"],
+        num_devices=8,
+    )
+    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.text import build_encoder
+
+    source = ExampleSource(cfg, restore_vae(root / "vae"), build_encoder(cfg.text))
+    batch = next(iter(source.train_batches(4, seed=0, process=0, processes=1)))
+    assert batch["latents"].shape == (4, *cfg.latent_grid, 16) and np.isfinite(batch["latents"]).all()
+    assert batch["text"].shape == (4, 40, 384) and batch["text_mask"].shape == (4, 40)
+    skipped = {
+        record.getMessage().split(":")[0] for record in caplog.records if "skipped" in record.getMessage()
+    }
+    assert any("corrupt.mp4" in s for s in skipped) and any("short.mp4" in s for s in skipped)
+    # Only the two readable videos (a.mp4, b.gif) feed training: every example is one of their clips.
+    readable = {source.train[i]["caption"] for i in range(len(source.train))}
+    assert readable <= {json.loads(line)["caption"] for line in captions.read_text().splitlines()[:2]}
