@@ -139,6 +139,14 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     print(f"wrote {workdir / 'summary.txt'} and {workdir / 'forward.json'}")
 
 
+def _run(trainer) -> dict:
+    """Runs a Trainer to its last step, releasing its checkpoint manager whatever happens."""
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
 def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Trains the StreamDiT with buffered flow matching on the config's data and mesh."""
     import jax
@@ -166,10 +174,7 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         seed=cfg.seed,
         resume=args.resume,
     )
-    try:
-        summary = trainer.run()
-    finally:
-        trainer.close()
+    summary = _run(trainer)
     held_out = summary["eval"]
     levels = ", ".join(
         f"{k.removeprefix('loss_sigma_')}: {v:.4f}" for k, v in held_out.items() if "sigma" in k
@@ -199,16 +204,13 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         seed=cfg.seed,
         resume=args.resume,
     )
-    try:
-        summary = trainer.run()
-    finally:
-        trainer.close()
+    summary = _run(trainer)
     held_out = summary["eval"]
-    print(
+    _print(
         f"VAE step {summary['end_step']}: held-out PSNR {held_out['psnr']:.2f} dB, L1 {held_out['l1']:.4f} "
         f"({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes clips, EMA weights)"
     )
-    print(f"checkpoint: {Path(args.workdir).resolve()}")
+    _print(f"checkpoint: {Path(args.workdir).resolve()}")
 
 
 def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:

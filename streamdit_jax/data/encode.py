@@ -93,7 +93,8 @@ def clip_frames(cfg: Config) -> int:
 
 
 @nnx.jit
-def _encode_clips(vae: VideoVAE, clips: jax.Array) -> jax.Array:
+def encode_clips(vae: VideoVAE, clips: jax.Array) -> jax.Array:
+    """Normalised latents of clips [B, T, H, W, 3] (jitted; one compilation per shape)."""
     return vae.encode(clips)
 
 
@@ -108,7 +109,7 @@ class ClipEncoder:
         for start in range(0, len(clips), self.batch):
             part = clips[start : start + self.batch]
             padded = np.concatenate([part, np.zeros((self.batch - len(part), *part.shape[1:]), part.dtype)])
-            outputs.append(np.asarray(_encode_clips(self.vae, jnp.asarray(padded)))[: len(part)])
+            outputs.append(np.asarray(encode_clips(self.vae, jnp.asarray(padded)))[: len(part)])
         return np.concatenate(outputs)
 
 

@@ -16,12 +16,10 @@ per example with grain's seeded ``random_map`` so that it is reproducible and re
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grain
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
@@ -29,17 +27,12 @@ from flax import nnx
 from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.data import DataError, pipeline
-from streamdit_jax.data.encode import clip_frames, conform, read_captions, read_video
+from streamdit_jax.data.encode import clip_frames, conform, encode_clips, read_captions, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, LatentShards, training_example
 from streamdit_jax.data.shapes import ShapesDataset
+from streamdit_jax.text import TextEncoder
 
 log = logging.getLogger(__name__)
-TextEncoder = Callable[[list[str]], tuple[jax.Array, jax.Array]]
-
-
-@nnx.jit
-def _encode(vae: VideoVAE, video: jax.Array) -> jax.Array:
-    return vae.encode(video)
 
 
 class BatchEncoder:
@@ -49,7 +42,7 @@ class BatchEncoder:
         self.vae, self.text_encoder = vae, text_encoder
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        latents = _encode(self.vae, jnp.asarray(batch["video"]))
+        latents = encode_clips(self.vae, jnp.asarray(batch["video"]))
         text, mask = self.text_encoder([str(c) for c in batch["caption"]])
         return {
             "latents": np.asarray(latents, np.float32),

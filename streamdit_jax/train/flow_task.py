@@ -9,10 +9,11 @@ import jax
 from flax import nnx
 
 from streamdit_jax.config import Config
-from streamdit_jax.data.training import ExampleSource, TextEncoder
+from streamdit_jax.data.training import ExampleSource
 from streamdit_jax.flow import Mixture, buffered_loss, loss_by_level
 from streamdit_jax.model import StreamDiT
 from streamdit_jax.sharding import axes
+from streamdit_jax.text import TextEncoder
 
 
 class FlowTask:
