@@ -14,18 +14,20 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 from jax.sharding import Mesh
 
 from streamdit_jax.autoencoder import VideoVAE
-from streamdit_jax.config import AutoencoderConfig, ModelConfig, from_dict
+from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, from_dict
 from streamdit_jax.model import abstract_model, param_shardings, single_device_mesh
 from streamdit_jax.sharding import DEFAULT_RULES
 
 PARAMS = "params"
 EMA = "ema"  # training checkpoints also hold the EMA of the model's state
 CONFIG = "config"
+RUN_CONFIG = "run_config"  # training checkpoints: the whole Config of the run (JSON)
 KINDS: dict[str, type] = {"transformer": ModelConfig, "autoencoder": AutoencoderConfig}
 # Transformer fields a restore may change: they do not change parameter shapes.
 SHAPE_FREE_FIELDS = frozenset({"window", "dtype", "param_dtype", "attention", "remat"})
@@ -99,6 +101,18 @@ def restore_config(directory: str | Path, step: int | None = None) -> ModelConfi
     return from_dict(KINDS[kind], record["config"], section)
 
 
+def restore_run_config(directory: str | Path, step: int | None = None) -> Config | None:
+    """The whole Config a training (or distillation) run saved with its checkpoint; None for checkpoints
+    without one (``convert``, ``save_params``)."""
+    step = latest_step(directory) if step is None else step
+    if not (Path(directory).resolve() / str(step) / RUN_CONFIG).is_dir():
+        return None
+    with manager(directory, (RUN_CONFIG,)) as mngr:
+        record = mngr.restore(step, args=ocp.args.Composite(**{RUN_CONFIG: ocp.args.JsonRestore()}))
+    record = record[RUN_CONFIG]
+    return from_dict(Config, record) if record else None
+
+
 def _expect(cfg: Any, kind: type, directory: str | Path) -> None:
     if not isinstance(cfg, kind):
         raise ValueError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
@@ -166,4 +180,6 @@ def restore_vae(directory: str | Path, step: int | None = None, ema: bool = True
     _expect(cfg, AutoencoderConfig, directory)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0))))
     _restore_tree(directory, step, abstract, None, ema)
-    return nnx.merge(graphdef, abstract)
+    # Uncommitted (default-device) arrays: the VAE then also runs inside jits under a training mesh.
+    state = jax.tree.map(lambda x: jax.device_put(np.asarray(x)), abstract)
+    return nnx.merge(graphdef, state)

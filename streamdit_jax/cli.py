@@ -281,6 +281,75 @@ def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         print(f"  skipped {item['video']}: {item['reason']}")
 
 
+def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Streams a checkpoint to an mp4 (and/or PNG frames): text-to-video, a prompt schedule, or
+    video-to-video; every argument is checked before anything is compiled."""
+    import contextlib
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from streamdit_jax.flow import Scheme
+    from streamdit_jax.stream import InputVideo, Streamer, StreamModel, VideoSink
+    from streamdit_jax.stream.streamer import read_schedule
+
+    if args.out is None and args.frames_dir is None:
+        raise ConfigError("stream needs --out FILE.mp4, --frames-dir DIR, or both")
+    if overrides and not args.config:
+        raise ConfigError("--config.* overrides need --config PRESET (the preset the checkpoint belongs to)")
+    if args.input_video is None and args.seconds is None:
+        raise ConfigError("--seconds is required for text-to-video (video-to-video defaults to the input)")
+    if (args.prompt is None) == (args.prompts is None):
+        raise ConfigError("give one of --prompt TEXT or --prompts FILE.jsonl")
+    schedule = read_schedule(args.prompts) if args.prompts else []
+    cfg = StreamModel.load_config(args.checkpoint, _load_config(args, overrides) if args.config else None)
+    scheme = Scheme.parse(args.scheme) if args.scheme else Scheme(*cfg.scheme)
+    scheme.check_buffer(cfg.buffer.frames)
+    video = InputVideo(args.input_video, cfg) if args.input_video else None
+    mesh = tuple(int(v) for v in args.mesh.split(","))
+    model = StreamModel.restore(args.checkpoint, cfg, args.vae, mesh, ema=not args.raw)
+    streamer = Streamer(
+        model, args.prompt or "", scheme=scheme, cfg_scale=args.cfg, seed=args.seed, schedule=schedule,
+        input_video=video, strength=args.strength,
+    )  # fmt: skip
+    wanted = None if args.seconds is None else round(args.seconds * streamer.fps)
+    mode = "video-to-video" if video else "text-to-video"
+    print(
+        f"streaming {mode} from {args.checkpoint}: scheme (K, N, c, s) = {dataclasses.astuple(scheme)}, "
+        f"cfg {streamer.cfg_scale:g}, {'x'.join(map(str, cfg.data.resolution))} at {streamer.fps} fps",
+        flush=True,
+    )
+    start = time.perf_counter()
+    first = None
+    frames = iter(streamer)
+    with VideoSink(streamer.fps, args.out, args.frames_dir) as sink, contextlib.closing(frames):
+        bar = tqdm(total=wanted, unit="frame", dynamic_ncols=True)
+        for frame in frames:
+            if sink.frames == wanted:
+                break
+            sink.write(frame)
+            bar.update(1)
+            if first is None:
+                first = time.perf_counter()
+            elif sink.frames % 8 == 0:
+                bar.set_postfix(fps=f"{(sink.frames - 1) / (time.perf_counter() - first):.1f}")
+        bar.close()
+    end = time.perf_counter()
+    steady = (sink.frames - 1) / (end - first) if first and sink.frames > 1 else float("nan")
+    for step, prompt in streamer.prompt_log:
+        print(f"  from step {step} (frame {streamer.frames_before(step)}): {prompt!r}")
+    print(f"frames written: {sink.frames} ({sink.frames / streamer.fps:.2f} s at {streamer.fps} fps)")
+    print(f"forward passes per chunk: {streamer.forward_passes_per_chunk}")
+    print(
+        f"measured frames per second: {steady:.1f} after the first frame, {sink.frames / (end - start):.1f} "
+        f"overall; first frame after {first - start if first else float('nan'):.1f} s (start-up and "
+        f"compilation included) on {model.mesh.devices.flat[0].platform}"
+    )
+    for target in (args.out, args.frames_dir):
+        if target:
+            print(f"wrote {Path(target).resolve()}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamdit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -329,6 +398,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos-per-shard", type=int, default=64)
     p.add_argument("--batch", type=int, default=4, help="clips per VAE call")
     p.set_defaults(fn=cmd_encode)
+
+    p = sub.add_parser("stream", help="stream a checkpoint to an mp4: prompts, schedules, video-to-video")
+    p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
+    p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
+    p.add_argument("--prompt", help="the prompt")
+    p.add_argument("--prompts", help='jsonl of {"at": seconds, "prompt": text}: a prompt schedule')
+    p.add_argument("--seconds", type=float, help="length of the video (video-to-video: default the input's)")
+    p.add_argument("--out", help="mp4 to write (H.264)")
+    p.add_argument("--frames-dir", help="also (or instead) write every frame as a PNG here")
+    p.add_argument("--input-video", help="video-to-video (SDEdit): the video to restyle")
+    p.add_argument("--strength", type=float, default=0.7, help="video-to-video noise level in (0, 1]")
+    p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
+    p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
+    p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
+    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    p.set_defaults(fn=cmd_stream)
 
     p = sub.add_parser("demo", help="the embedded default run (now: small preset forward)")
     _add_config_args(p, default="small")

@@ -94,6 +94,20 @@ def test_streaming_decoder_equals_whole_decode(wan, chunk):
     np.testing.assert_allclose(np.asarray(decoder.step(latents[:, :chunk])), np.asarray(frames[0]), atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [1, 2])
+def test_streaming_encoder_equals_whole_encode(wan, chunk):
+    """Encoding 1 + 4(chunk - 1) frames, then 4·chunk at a time, gives the whole video's latents."""
+    _, _, ours = wan
+    video = _video(17)
+    whole = jax.jit(ours.encode)(video)
+    encoder = ours.streaming_encoder()
+    first = 1 + 4 * (chunk - 1)
+    pieces = [encoder.step(video[:, :first])]
+    pieces += [encoder.step(video[:, t : t + 4 * chunk]) for t in range(first, 17, 4 * chunk)]
+    assert [p.shape[1] for p in pieces][:2] == [chunk, chunk]
+    assert relative_error(jnp.concatenate(pieces, axis=1), whole) <= TOLERANCE
+
+
 def test_sample_follows_the_posterior(wan):
     _, _, ours = wan
     video = _video(5)

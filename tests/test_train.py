@@ -1,6 +1,7 @@
 """Training the StreamDiT (buffered flow matching on tiny) through the shared trainer and the CLI."""
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from streamdit_jax.train.flow_task import FlowTask
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"JAX_PLATFORMS": "cpu", "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+ENV |= {k: v for k, v in os.environ.items() if k.startswith("JAX_") and "CACHE" in k}  # conftest's cache
 
 
 @pytest.fixture(scope="module")

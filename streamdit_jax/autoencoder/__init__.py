@@ -1,5 +1,5 @@
 """The causal video autoencoder."""
 
-from streamdit_jax.autoencoder.vae import LatentStatistic, StreamingDecoder, VideoVAE
+from streamdit_jax.autoencoder.vae import LatentStatistic, StreamingDecoder, StreamingEncoder, VideoVAE
 
-__all__ = ["LatentStatistic", "StreamingDecoder", "VideoVAE"]
+__all__ = ["LatentStatistic", "StreamingDecoder", "StreamingEncoder", "VideoVAE"]

@@ -1,8 +1,8 @@
 """VideoVAE: a causal 3D convolutional VAE with Wan 2.1's layout (4x time, 8x space by default).
 
 ``encode(video [B, T, H, W, 3] in [-1, 1]) -> latents [B, F, h, w, C]`` (normalised per channel, as Wan's
-pipeline does), ``decode(latents) -> video``; ``streaming_decoder()`` decodes a stream chunk by chunk
-with carried caches and gives exactly the frames of decoding it whole.
+pipeline does), ``decode(latents) -> video``; ``streaming_decoder()`` and ``streaming_encoder()`` work on a
+stream chunk by chunk with carried caches and give exactly what the whole-video call gives.
 """
 
 from __future__ import annotations
@@ -183,35 +183,63 @@ class VideoVAE(nnx.Module):
     def streaming_decoder(self) -> StreamingDecoder:
         return StreamingDecoder(self)
 
+    def streaming_encoder(self) -> StreamingEncoder:
+        return StreamingEncoder(self)
 
-class StreamingDecoder:
-    """Decodes a latent stream chunk by chunk: ``step(latents [B, n, h, w, C]) -> frames``.
 
-    The first chunk yields 1 + 4(n - 1) frames (the causal first frame), every later chunk 4n; their
-    concatenation equals ``decode`` of the whole stream. Jitted: one compilation for the first chunk
-    and one for the rest (per chunk shape); the caches are donated.
-    """
+class _CachedStream:
+    """Runs ``_chunk(model, x, cache) -> (y, cache)`` over a stream chunk by chunk, carrying the causal
+    caches. Jitted: one compilation for the first chunk and one for the rest (per chunk shape); the
+    caches are donated."""
 
     def __init__(self, vae: VideoVAE):
         graphdef, state = nnx.split(vae)
         self._state = state
         self._cache: Any = None
 
-        def step(state, latents, cache):
-            model = nnx.merge(graphdef, state)
-            video, cache = model.decode_raw(model.denormalize(latents), cache)
-            return jnp.clip(video, -1.0, 1.0), cache
+        def run(state, x, cache):
+            return self._chunk(nnx.merge(graphdef, state), x, cache)
 
-        self._first = jax.jit(lambda state, latents: step(state, latents, None))
-        self._next = jax.jit(step, donate_argnums=2)
+        self._first = jax.jit(lambda state, x: run(state, x, None))
+        self._next = jax.jit(run, donate_argnums=2)
 
-    def step(self, latents: jax.Array) -> jax.Array:
+    @staticmethod
+    def _chunk(model: VideoVAE, x: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
+        raise NotImplementedError
+
+    def step(self, x: jax.Array) -> jax.Array:
         if self._cache is None:
-            frames, self._cache = self._first(self._state, latents)
+            y, self._cache = self._first(self._state, x)
         else:
-            frames, self._cache = self._next(self._state, latents, self._cache)
-        return frames
+            y, self._cache = self._next(self._state, x, self._cache)
+        return y
 
     def reset(self) -> None:
         """Starts a new stream."""
         self._cache = None
+
+
+class StreamingDecoder(_CachedStream):
+    """Decodes a latent stream chunk by chunk: ``step(latents [B, n, h, w, C]) -> frames``.
+
+    The first chunk yields 1 + 4(n - 1) frames (the causal first frame), every later chunk 4n; their
+    concatenation equals ``decode`` of the whole stream.
+    """
+
+    @staticmethod
+    def _chunk(model: VideoVAE, latents: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
+        video, cache = model.decode_raw(model.denormalize(latents), cache)
+        return jnp.clip(video, -1.0, 1.0), cache
+
+
+class StreamingEncoder(_CachedStream):
+    """Encodes a video stream chunk by chunk: ``step(video [B, T, H, W, 3]) -> latents`` (normalised
+    posterior means). The first chunk takes 1 + 4(n - 1) frames for n latents, every later one 4n; their
+    concatenation equals ``encode`` of the whole video."""
+
+    @staticmethod
+    def _chunk(model: VideoVAE, video: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
+        h, cache = model.encoder(video, cache)
+        h, _ = model.quant_conv(h)
+        mean, _ = jnp.split(h, 2, axis=-1)
+        return model.normalize(mean), cache

@@ -75,16 +75,27 @@ def conform(frames: np.ndarray, fps: float, cfg: Config) -> np.ndarray:
     """Frames resampled to ``cfg.data.fps``, resized and centre-cropped to ``cfg.data.resolution``,
     as float32 in [-1, 1]."""
     count = math.floor(len(frames) / fps * cfg.data.fps + 1e-6)
-    index = np.minimum(np.floor(np.arange(count) * fps / cfg.data.fps + 1e-6).astype(int), len(frames) - 1)
-    height, width = cfg.data.resolution
-    scale = max(height / frames.shape[1], width / frames.shape[2])
-    size = (max(width, round(frames.shape[2] * scale)), max(height, round(frames.shape[1] * scale)))
-    top, left = (size[1] - height) // 2, (size[0] - width) // 2
-    out = np.empty((count, height, width, 3), np.float32)
+    index = np.minimum([source_index(j, fps, cfg.data.fps) for j in range(count)], len(frames) - 1)
+    out = np.empty((count, *cfg.data.resolution, 3), np.float32)
     for i, source in enumerate(index):
-        image = Image.fromarray(frames[source]).resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-        out[i] = np.asarray(image, np.float32)[top : top + height, left : left + width] / 127.5 - 1.0
+        out[i] = fit_frame(frames[source], cfg.data.resolution)
     return out
+
+
+def source_index(j: int, fps: float, target_fps: float) -> int:
+    """The source frame shown at frame ``j`` of the video resampled from ``fps`` to ``target_fps``."""
+    return math.floor(j * fps / target_fps + 1e-6)
+
+
+def fit_frame(frame: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
+    """One uint8 frame [H, W, 3+] resized (bicubic) and centre-cropped to ``resolution``; float32 in
+    [-1, 1]."""
+    height, width = resolution
+    scale = max(height / frame.shape[0], width / frame.shape[1])
+    size = (max(width, round(frame.shape[1] * scale)), max(height, round(frame.shape[0] * scale)))
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    image = Image.fromarray(frame[..., :3]).resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return np.asarray(image, np.float32)[top : top + height, left : left + width] / 127.5 - 1.0
 
 
 def clip_frames(cfg: Config) -> int:

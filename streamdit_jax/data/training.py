@@ -189,14 +189,21 @@ def _checked_shards(cfg: Config) -> LatentShards:
 
 
 def on_the_fly_encoders(cfg: Config) -> tuple[VideoVAE | None, TextEncoder | None]:
-    """The VAE (``data.vae``, or an untrained one with a warning) and text encoder that encode shapes and
-    video folders during training; (None, None) for precomputed latents."""
+    """The VAE and text encoder that encode shapes and video folders during training; (None, None) for
+    precomputed latents."""
     if cfg.data.source == "latents":
         return None, None
+    from streamdit_jax.text import build_encoder
+
+    return preset_vae(cfg), build_encoder(cfg.text)
+
+
+def preset_vae(cfg: Config) -> VideoVAE:
+    """The VAE of ``data.vae``, checked against the preset; when empty, an untrained one (with measured
+    latent statistics, so that latents have unit scale) and a warning."""
     import dataclasses
 
     from streamdit_jax.checkpoint import restore_vae
-    from streamdit_jax.text import build_encoder
 
     if cfg.data.vae:
         vae = restore_vae(_existing(cfg.data.vae, "data.vae"))
@@ -205,13 +212,13 @@ def on_the_fly_encoders(cfg: Config) -> tuple[VideoVAE | None, TextEncoder | Non
                 f"config field 'data.vae': the VAE in {cfg.data.vae} is {vae.cfg}, the preset asks for "
                 f"{cfg.autoencoder}. Fix: pass the VAE trained for this preset (streamdit train-vae)"
             )
-    else:
-        from streamdit_jax.autoencoder.training import VAETask
+        return vae
+    from streamdit_jax.autoencoder.training import VAETask
 
-        log.warning(
-            "data.vae is empty: latents come from an untrained VAE (fine for tests, meaningless for a "
-            "real model). Train one with `streamdit train-vae` and pass --config.data.vae=DIR"
-        )
-        vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(cfg.seed))
-        VAETask(cfg).on_save(vae)  # its latent statistics, so that latents have unit scale
-    return vae, build_encoder(cfg.text)
+    log.warning(
+        "data.vae is empty: latents come from an untrained VAE (fine for tests, meaningless for a "
+        "real model). Train one with `streamdit train-vae` and pass --config.data.vae=DIR"
+    )
+    vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(cfg.seed))
+    VAETask(cfg).on_save(vae)
+    return vae

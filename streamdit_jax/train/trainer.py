@@ -43,7 +43,8 @@ from streamdit_jax.train.optim import learning_rate, make_optimizer
 # Metrics shown on the progress line (all go to TensorBoard).
 _SHOWN = ("loss", "step_s", "examples_s", "tokens_s", "psnr")
 # Checkpoint items beyond checkpoint.PARAMS, checkpoint.EMA and checkpoint.CONFIG.
-OPT_STATE, TRAIN, RUN_CONFIG, DATA = "opt_state", "train", "run_config", "data"
+OPT_STATE, TRAIN, DATA = "opt_state", "train", "data"
+RUN_CONFIG = ckpt.RUN_CONFIG
 EMA = ckpt.EMA
 METRICS_FILE = "metrics.jsonl"  # one JSON line per logged step (train and eval), from process 0
 

@@ -1,0 +1,102 @@
+"""Video in and out for streaming: an input video read frame by frame, and an mp4/PNG sink."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from streamdit_jax.config import Config
+from streamdit_jax.data import DataError
+from streamdit_jax.data.encode import fit_frame, source_index
+
+
+class InputVideo:
+    """A video file read as it is needed, resampled to ``cfg.data.fps`` and fitted to
+    ``cfg.data.resolution`` (float32 frames in [-1, 1]). Opening it reads the first frame, so an
+    unreadable file fails here, before anything is compiled."""
+
+    def __init__(self, path: str | Path, cfg: Config):
+        import imageio.v3 as iio
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"input video {self.path} does not exist")
+        try:
+            fps = float(iio.immeta(self.path, plugin="pyav").get("fps") or 0.0)
+            if fps <= 0:
+                raise ValueError("no frame rate in the file")
+            frames = iio.imiter(self.path, plugin="pyav")
+            self._frames = self._resampled(frames, fps, cfg)
+            self._head = [next(self._frames)]
+        except (OSError, ValueError, StopIteration, RuntimeError) as e:
+            raise DataError(
+                f"cannot read input video {self.path}: {e or type(e).__name__}. Fix: give a video file "
+                "that PyAV/FFmpeg decodes (mp4, webm, mov, mkv, gif) with at least one frame"
+            ) from e
+        self.fps = fps
+        self.frames_read = 0
+
+    @staticmethod
+    def _resampled(frames: Iterator[np.ndarray], fps: float, cfg: Config) -> Iterator[np.ndarray]:
+        j = 0
+        for i, frame in enumerate(frames):
+            while source_index(j, fps, cfg.data.fps) <= i:
+                yield fit_frame(np.asarray(frame), cfg.data.resolution)
+                j += 1
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` frames [n, H, W, 3]; fewer (possibly none) at the end of the video."""
+        out = self._head[:count]
+        self._head = self._head[count:]
+        try:
+            while len(out) < count:
+                out.append(next(self._frames))
+        except StopIteration:
+            pass
+        except (OSError, ValueError, RuntimeError) as e:
+            raise DataError(
+                f"input video {self.path}: decoding failed after {self.frames_read} frames: {e}"
+            ) from e
+        self.frames_read += len(out)
+        return np.stack(out) if out else np.zeros((0, 1, 1, 3), np.float32)
+
+
+class VideoSink:
+    """Writes uint8 frames [H, W, 3] to an H.264 mp4 (PyAV) and/or to numbered PNGs in a folder."""
+
+    def __init__(self, fps: int, out: str | Path | None = None, frames_dir: str | Path | None = None):
+        if out is None and frames_dir is None:
+            raise ValueError("VideoSink needs an mp4 path, a frames folder, or both")
+        self.frames = 0
+        self._writer = None
+        if out is not None:
+            import imageio.v3 as iio
+
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            self._writer = iio.imopen(Path(out), "w", plugin="pyav")
+            self._writer.init_video_stream("libx264", fps=fps)
+        self._dir = None if frames_dir is None else Path(frames_dir)
+        if self._dir is not None:
+            self._dir.mkdir(parents=True, exist_ok=True)
+
+    def write(self, frame: np.ndarray) -> None:
+        if self._writer is not None:
+            self._writer.write_frame(frame)
+        if self._dir is not None:
+            from PIL import Image
+
+            Image.fromarray(frame).save(self._dir / f"frame_{self.frames:06d}.png")
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> VideoSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,339 @@
+"""Streaming rollout: the jitted stream against an unjitted reference of the paper's algorithm, start-up,
+prompt changes, video-to-video, restoring across meshes, flat memory, and the ``stream`` command."""
+
+import dataclasses
+import json
+import logging
+import resource
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from helpers import randomize
+
+from streamdit_jax import checkpoint as ckpt
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.cli import main
+from streamdit_jax.config import load
+from streamdit_jax.data.shapes import ShapesDataset
+from streamdit_jax.data.training import on_the_fly_encoders
+from streamdit_jax.flow import Scheme, SchemeError, text_to_video
+from streamdit_jax.model import apply, init_params, single_device_mesh
+from streamdit_jax.sharding import make_mesh
+from streamdit_jax.stream import Streamer, StreamModel, VideoSink
+from streamdit_jax.stream.video import InputVideo
+from streamdit_jax.text import build_encoder
+from streamdit_jax.train import Trainer
+from streamdit_jax.train.flow_task import FlowTask
+
+A, B = "a red circle moving left", "a blue square moving up"
+ATOL = 1e-4  # jitted vs eager float32 on the CPU differ by ~1e-6
+
+
+@pytest.fixture(scope="module")
+def model():
+    """tiny with every parameter random (no zero-initialised head), an untrained VAE, MiniLM."""
+    cfg = load("tiny", num_devices=1)
+    graphdef, params = init_params(cfg.model, jax.random.key(0))
+    vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0))
+    return StreamModel(cfg, graphdef, randomize(params, scale=0.05), vae, build_encoder(cfg.text),
+                       single_device_mesh())  # fmt: skip
+
+
+# --- an independent, unjitted reference of the paper's streaming loop (reference/streamdit-paper.md §7)
+
+
+_forward = jax.jit(apply, static_argnums=0)  # the model alone; the algorithm around it stays unjitted
+
+
+def _velocity(model, prompt, cfg_scale=1.0):
+    """u(x, tau) in the paper's convention (tau = 1 is clean), as numpy: one model call (jitted), or the
+    guided combination of two."""
+    text, mask = model.text_encoder([prompt])
+    null_text, null_mask = model.text_encoder([""])
+
+    def net(x, sigma, text, mask):
+        return _forward(model.graphdef, model.params, x, sigma, text, mask)
+
+    def u(x, tau):
+        sigma = jnp.asarray(1.0 - tau, jnp.float32)
+        v = np.asarray(net(jnp.asarray(x), sigma, text, mask))
+        if cfg_scale != 1.0:
+            v_null = np.asarray(net(jnp.asarray(x), sigma, null_text, null_mask))
+            v = v_null + cfg_scale * (v - v_null)
+        return -v  # the model predicts noise - data; the paper's u points to the data
+
+    return u
+
+
+def _normal(key, shape):
+    return np.asarray(jax.random.normal(key, shape, jnp.float32))
+
+
+def reference_stream(velocities, scheme, latent_shape, seed, chunks, inputs=None, strength=1.0):
+    """Chunks emitted by the paper's algorithm, step by step in numpy.
+
+    ``velocities[j]`` is the velocity function used at stream step j (``[-1]`` at start-up). Start-up:
+    denoise a buffer in uniform mode keeping every step's latents, and take chunk i at the step where
+    its noise level is the scheme's. Then per step: s Euler updates x += u·dtau on every non-reference
+    frame, emit the oldest chunk, let the references become the last K clean frames, push a new chunk.
+    Video-to-video: the buffer and every pushed chunk are the input's latents noised to ``strength``.
+    """
+    k, n, c, s = dataclasses.astuple(scheme)
+    frames, total = scheme.frames, n * s  # T = N·s steps per frame
+    key, noise_key = jax.random.split(jax.random.key(seed))
+    x = _normal(noise_key, (1, frames, *latent_shape))
+    if inputs is not None:
+        x = (1 - strength) * inputs[:, :frames] + strength * x
+    # start-up: uniform mode, every frame at the same tau, from 1 - strength to 1 in T steps
+    tau, dtau, cache = 1.0 - strength, strength / total, [x]
+    for _ in range(total):
+        x = x + velocities[-1](x, np.full((1, frames), tau)) * dtau
+        tau += dtau
+        cache.append(x)
+    queue = np.concatenate(
+        [cache[total][:, :k]]
+        + [cache[(n - 1 - i) * s][:, k + i * c : k + (i + 1) * c] for i in range(n)], axis=1
+    )  # fmt: skip
+    tau = np.array([1.0] * k + [1.0 - strength * (i // c + 1) / n for i in range(n * c)])
+    steps = np.array([0.0] * k + [dtau] * (n * c))
+    emitted = [queue[:, :k]] if k else []
+    for j in range(chunks):
+        t = tau.copy()
+        for _ in range(s):
+            queue = queue + velocities[j](queue, t[None]) * steps[None, :, None, None, None]
+            t = t + steps
+        chunk = queue[:, k : k + c]
+        emitted.append(chunk)
+        key, noise_key = jax.random.split(key)
+        new = _normal(noise_key, chunk.shape)
+        if inputs is not None:
+            start = frames + j * c
+            new = (1 - strength) * inputs[:, start : start + c] + strength * new
+        references = np.concatenate([queue[:, :k], chunk], axis=1)[:, -k:] if k else queue[:, :0]
+        queue = np.concatenate([references, queue[:, k + c :], new], axis=1)
+    return emitted
+
+
+def _take(iterator, count):
+    return [np.asarray(next(iterator)) for _ in range(count)]
+
+
+@pytest.mark.parametrize(
+    "scheme, cfg_scale",
+    [
+        (Scheme(0, 4, 2, 1), 1.0),
+        (Scheme(0, 2, 4, 3), 1.0),
+        (Scheme(2, 3, 2, 2), 1.0),
+        (Scheme(1, 7, 1, 2), 3.0),
+    ],
+    ids=str,
+)
+def test_stream_equals_the_unjitted_reference(model, scheme, cfg_scale):
+    streamer = Streamer(model, A, scheme=scheme, cfg_scale=cfg_scale, seed=3)
+    chunks = 4 + (scheme.reference > 0)
+    got = _take(streamer.latent_chunks(), chunks)
+    u = _velocity(model, A, cfg_scale)
+    want = reference_stream([u] * 5, scheme, streamer.latent_shape, seed=3, chunks=4)
+    assert [g.shape[1] for g in got] == [w.shape[1] for w in want]
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL)
+    assert np.abs(got[-1] - got[-2]).max() > 0.1  # chunks differ: the model does something
+    assert streamer.rollout.traces == 2  # start-up and step, once each
+
+
+def test_start_up_noise_levels_are_the_schemes(model):
+    scheme = Scheme(2, 3, 2, 2)
+    streamer = Streamer(model, A, scheme=scheme)
+    state = streamer.start()
+    want = [0, 0, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 1, 1]
+    np.testing.assert_allclose(np.asarray(state.sigma[0]), want, atol=1e-7)
+    assert int(state.index) == 0
+    # the newest chunk is the start-up's pure noise, untouched
+    _, noise_key = jax.random.split(jax.random.key(0))
+    noise = _normal(noise_key, (1, 8, *streamer.latent_shape))
+    np.testing.assert_array_equal(np.asarray(state.latents[:, 6:]), noise[:, 6:])
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_uniform_scheme_is_plain_text_to_video(model, steps):
+    """c = B, N = 1: the first emitted chunk is the whole buffer sampled from the start-up noise."""
+    streamer = Streamer(model, A, scheme=Scheme(0, 1, 8, steps), seed=5)
+    chunk = next(streamer.latent_chunks())
+    net = nnx.merge(model.graphdef, model.params)
+    text, mask = model.text_encoder([A])
+    _, noise_key = jax.random.split(jax.random.key(5))
+    noise = jax.random.normal(noise_key, (1, 8, *streamer.latent_shape))
+    want = text_to_video(lambda x, sigma: net(x, sigma, text, mask), noise, steps)
+    np.testing.assert_allclose(np.asarray(chunk), np.asarray(want), atol=ATOL)
+
+
+def test_set_prompt_switches_at_the_next_step_without_retracing(model):
+    scheme = Scheme(0, 4, 2, 1)
+    only_a = _take(Streamer(model, A, scheme=scheme).latent_chunks(), 6)
+    streamer = Streamer(model, A, scheme=scheme)
+    stream = streamer.latent_chunks()
+    got = _take(stream, 3)
+    traces = streamer.rollout.traces
+    streamer.set_prompt(B)
+    got += _take(stream, 3)
+    assert streamer.rollout.traces == traces == 2
+    assert streamer.prompt_log == [(0, A), (3, B)]
+    for before, unchanged in zip(got[:3], only_a[:3], strict=True):
+        np.testing.assert_array_equal(before, unchanged)
+    u_a, u_b = _velocity(model, A), _velocity(model, B)
+    want = reference_stream([u_a] * 3 + [u_b] * 3 + [u_a], scheme, streamer.latent_shape, seed=0, chunks=6)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL)
+    assert np.abs(got[3] - only_a[3]).max() > 1e-3  # the new prompt's embedding changed the computation
+
+
+def test_prompt_schedule_switches_at_the_frame_it_names(model):
+    # c = 2: chunk j starts at frame 0, 5, 13, 21, ...; at 8 fps frame 13 is 1.625 s
+    streamer = Streamer(model, A, scheme=Scheme(0, 4, 2, 1), schedule=[(1.6, B), (0.0, A)])
+    _take(streamer.latent_chunks(), 4)
+    assert streamer.prompt_log == [(0, A), (2, B)]
+
+
+def _shapes_video(path, frames, fps):
+    video = ShapesDataset((64, 64), fps, frames, seed=1)[0]["video"]
+    with VideoSink(fps, out=path) as sink:
+        for frame in np.asarray(video):
+            sink.write(np.round((frame + 1) * 127.5).clip(0, 255).astype(np.uint8))
+
+
+def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_path):
+    scheme, strength = Scheme(0, 4, 2, 1), 0.6
+    _shapes_video(tmp_path / "in.mp4", frames=1 + 4 * 13, fps=8)  # 14 latent frames: 8 + 3 chunks of 2
+    streamer = Streamer(model, B, scheme=scheme, input_video=tmp_path / "in.mp4", strength=strength, seed=2)
+    got = [np.asarray(c) for c in streamer.latent_chunks()]
+    assert len(got) == 7  # every input latent frame comes out once, then the stream ends
+    frames = InputVideo(tmp_path / "in.mp4", model.cfg).take(100)
+    assert len(frames) == 53
+    inputs = np.asarray(jax.jit(model.vae.encode)(jnp.asarray(frames[None])))
+    padded = np.concatenate([inputs] + [inputs[:, -2:]] * 4, axis=1)  # the stream's flush: last chunk again
+    want = reference_stream([_velocity(model, B)] * 8, scheme, streamer.latent_shape, 2, 7, padded, strength)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL)
+
+
+def test_decoded_stream_is_the_whole_decode(model):
+    """Chunks decoded on the decoder thread, concatenated, equal decoding all emitted latents at once."""
+    streamer = Streamer(model, A, scheme=Scheme(1, 7, 1, 1))
+    frames = [c for _, c in zip(range(5), streamer.chunks(), strict=False)]
+    latents = _take(Streamer(model, A, scheme=Scheme(1, 7, 1, 1)).latent_chunks(), 5)
+    whole = jax.jit(model.vae.decode)(jnp.asarray(np.concatenate(latents, axis=1)))
+    want = np.round((np.asarray(whole[0]) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    assert [len(f) for f in frames] == [1, 4, 4, 4, 4]
+    assert np.abs(np.concatenate(frames).astype(int) - want).max() <= 1
+
+
+@pytest.fixture(scope="module")
+def saved(model, tmp_path_factory):
+    """The random tiny model and its VAE as checkpoints (no run config: streamed with a preset)."""
+    root = tmp_path_factory.mktemp("stream_ckpt")
+    ckpt.save_params(root / "dit", model.cfg.model, model.params)
+    ckpt.save_params(root / "vae", model.vae.cfg, nnx.state(model.vae))
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(saved, tmp_path_factory):
+    """A training work dir: one step of tiny on a (2, 2, 1, 2) mesh, its run config naming the VAE."""
+    workdir = tmp_path_factory.mktemp("trained")
+    overrides = ["mesh.shape=(2,2,1,2)", "train.steps=1", "train.eval_batches=1", f"data.vae={saved / 'vae'}"]
+    cfg = load("tiny", overrides, num_devices=8)
+    trainer = Trainer(
+        FlowTask(cfg, *on_the_fly_encoders(cfg)), cfg.train, cfg.optimizer, make_mesh(cfg.mesh),
+        cfg.mesh.rules, workdir, run_config=cfg, seed=cfg.seed, progress=False,
+    )  # fmt: skip
+    try:
+        trainer.run()
+    finally:
+        trainer.close()
+    return workdir
+
+
+def test_restored_on_other_meshes_streams_the_same(saved):
+    chunks = {}
+    for mesh in [(1, 1, 1, 1), (1, 1, 2, 2), (1, 1, 1, 4)]:
+        restored = StreamModel.restore(saved / "dit", load("tiny", num_devices=1), saved / "vae", mesh)
+        assert {len(p.sharding.device_set) for p in jax.tree.leaves(restored.params)} == {np.prod(mesh)}
+        chunks[mesh] = _take(Streamer(restored, A, seed=1).latent_chunks(), 3)
+    for mesh, got in chunks.items():
+        for g, w in zip(got, chunks[(1, 1, 1, 1)], strict=True):
+            np.testing.assert_allclose(g, w, atol=ATOL, err_msg=str(mesh))
+
+
+@pytest.mark.slow
+def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
+    """Decoded frames of 2,000 chunks: host memory grows by less than 32 MiB between chunk 200 and chunk
+    2,000, the live device arrays do not grow, and each jitted function was traced once."""
+    streamer = Streamer(model, A, cfg_scale=2.0)
+    marks = {}
+    for i, _ in enumerate(streamer.chunks()):
+        if i in (200, 1999):
+            marks[i] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(jax.live_arrays()))
+        if i == 1999:
+            break
+    (rss_early, arrays_early), (rss_late, arrays_late) = marks[200], marks[1999]
+    assert rss_late - rss_early < 32, (rss_early, rss_late)
+    assert arrays_late <= arrays_early
+    assert streamer.rollout.traces == 2 and streamer.steps <= 2000 + 2
+
+
+# --- the stream command
+
+
+def _stream(*args):
+    return main(["stream", *map(str, args)])
+
+
+def test_stream_writes_an_mp4_of_the_requested_length(trained, tmp_path, capsys):
+    """From a training checkpoint alone: its run config gives the preset, the VAE and the frame rate."""
+    import imageio.v3 as iio
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"at": at, "prompt": p}) + "\n" for at, p in [(0, A), (1.0, B)]))
+    out = tmp_path / "out.mp4"
+    code = _stream(
+        "--checkpoint", trained, "--prompts", prompts, "--seconds", 2.5, "--out", out,
+        "--frames-dir", tmp_path / "png", "--cfg", 2,
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert iio.improps(out, plugin="pyav").n_images == 20  # 2.5 s at the preset's 8 fps
+    assert iio.immeta(out, plugin="pyav")["fps"] == 8
+    assert len(list((tmp_path / "png").glob("frame_*.png"))) == 20
+    assert "frames written: 20" in printed and "forward passes per chunk: 4" in printed
+    assert "frames per second" in printed and B in printed
+
+
+def _no_compilation(caplog, *args):
+    caplog.clear()
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.DEBUG):
+            code = _stream(*args)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    assert not [r for r in caplog.records if "ompil" in r.getMessage()]
+    return code
+
+
+def test_stream_errors_are_clear_and_come_before_compilation(saved, tmp_path, capsys, caplog):
+    base = ["--config", "tiny", "--vae", saved / "vae", "--prompt", A, "--seconds", 1]
+    base += ["--out", tmp_path / "x.mp4"]
+    assert _no_compilation(caplog, "--checkpoint", tmp_path / "nowhere", *base) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert _no_compilation(caplog, "--checkpoint", saved / "dit", *base, "--scheme", "0,3,2,1") == 2
+    err = capsys.readouterr().err
+    assert "fills 6 frames" in err and "holds 8" in err
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    assert _no_compilation(caplog, "--checkpoint", saved / "dit", *base, "--input-video", bad) == 2
+    assert "cannot read input video" in capsys.readouterr().err
+    with pytest.raises(SchemeError, match="expected four integers"):
+        Scheme.parse("0,4,2")
