@@ -2,11 +2,13 @@
 
 usage: python scripts/gpu_stream_check.py expected   # on the CPU: writes .whl/expected_tiny.npz
        python scripts/gpu_stream_check.py gpu OUT    # on the GPU (carry .whl): parity, then the timing
+       python scripts/gpu_stream_check.py time OUT PRESET   # the timing alone, of another preset/variant
 Random weights and random text states (no text model on the GPU machine); the timings go to
 docs/benchmarks.md. Preliminary: issue 8's `streamdit bench rollout` replaces the timing part.
 """
 
 import json
+import re
 import statistics
 import sys
 import time
@@ -63,9 +65,10 @@ def tiny_chunks():
     return out
 
 
-def timing(out_dir):
-    """streamdit_4b at 512x512, scheme (0, 8, 2, 1) (distilled: one forward per chunk), bf16."""
-    cfg = load("streamdit_4b:distilled", num_devices=1)
+def timing(out_dir, preset="streamdit_4b:distilled"):
+    """A preset (default streamdit_4b at 512x512, bf16) streamed with scheme (0, 8, 2, 1): one forward
+    pass per chunk, as the distilled model runs."""
+    cfg = load(preset, num_devices=1)
     graphdef, params = init_params(cfg.model, jax.random.key(0))
     params = jax.tree.map(lambda p: p + 0.02 * jnp.ones_like(p), params)  # no zero head
     vae = nnx.jit(lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0)))()
@@ -101,13 +104,18 @@ def timing(out_dir):
     results["peak_gib"] = stats.get("peak_bytes_in_use", 0) / 2**30
     results["device"] = jax.devices()[0].device_kind
     results["jax"] = jax.__version__
-    (out_dir / "timing_4b.json").write_text(json.dumps(results, indent=2))
+    results["preset"] = preset
+    (out_dir / f"timing_{re.sub(r'[^A-Za-z0-9_]', '_', preset)}.json").write_text(
+        json.dumps(results, indent=2)
+    )
     print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "expected":
         np.savez(".whl/expected_tiny.npz", **tiny_chunks())
+    elif sys.argv[1] == "time":
+        timing(Path(sys.argv[2]), sys.argv[3])
     else:
         jax.config.update("jax_default_matmul_precision", "highest")
         out_dir = Path(sys.argv[2])
