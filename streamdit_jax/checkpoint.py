@@ -179,7 +179,9 @@ def restore_vae(directory: str | Path, step: int | None = None, ema: bool = True
     cfg = restore_config(directory, step)
     _expect(cfg, AutoencoderConfig, directory)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0))))
-    _restore_tree(directory, step, abstract, None, ema)
-    # Uncommitted (default-device) arrays: the VAE then also runs inside jits under a training mesh.
+    # Read onto this process's first device (the saving process's devices may not be ours), then made
+    # uncommitted, so that the VAE also runs inside jits under a (multi-process) training mesh.
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    _restore_tree(directory, step, abstract, jax.tree.map(lambda _: local, abstract), ema)
     state = jax.tree.map(lambda x: jax.device_put(np.asarray(x)), abstract)
     return nnx.merge(graphdef, state)

@@ -350,6 +350,32 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
             print(f"wrote {Path(target).resolve()}")
 
 
+def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Streams the held-out prompt schedules (or --prompts) from a checkpoint and scores them."""
+    from streamdit_jax.eval.run import heldout_prompts, prompts_from_schedule, run_eval
+    from streamdit_jax.flow import Scheme
+    from streamdit_jax.stream import StreamModel
+    from streamdit_jax.stream.streamer import read_schedule
+
+    if overrides and not args.config:
+        raise ConfigError("--config.* overrides need --config PRESET (the preset the checkpoint belongs to)")
+    if args.prompts:
+        prompts = [prompts_from_schedule(Path(args.prompts).stem, read_schedule(args.prompts))]
+    else:
+        prompts = heldout_prompts(args.count, args.seconds)
+    cfg = StreamModel.load_config(args.checkpoint, _load_config(args, overrides) if args.config else None)
+    scheme = Scheme.parse(args.scheme) if args.scheme else Scheme(*cfg.scheme)
+    scheme.check_buffer(cfg.buffer.frames)
+    mesh = tuple(int(v) for v in args.mesh.split(","))
+    model = StreamModel.restore(args.checkpoint, cfg, args.vae, mesh, ema=not args.raw)
+    out = Path(args.out or Path(args.checkpoint) / "eval")
+    print(f"evaluating {args.checkpoint}: {len(prompts)} streams of {args.seconds:g} s -> {out}", flush=True)
+    report = run_eval(model, prompts, args.seconds, out, scheme, args.cfg, args.seed)
+    for key, value in report["summary"].items():
+        print(f"  {key}: {value:.3f}")
+    print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, adherence.png, seams.png, strips.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamdit", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -416,6 +442,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
     p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     p.set_defaults(fn=cmd_stream)
+
+    p = sub.add_parser("eval", help="stream held-out prompt schedules and score them (shapes detector)")
+    p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
+    p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
+    p.add_argument(
+        "--prompts", help='one schedule to score instead: jsonl of {"at": seconds, "prompt": text}'
+    )
+    p.add_argument("--seconds", type=float, default=60.0, help="length of each stream")
+    p.add_argument("--count", type=int, default=4, help="held-out schedules to stream")
+    p.add_argument("--out", help="output folder (default: CHECKPOINT/eval)")
+    p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
+    p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
+    p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
+    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("demo", help="the embedded default run (now: small preset forward)")
     _add_config_args(p, default="small")

@@ -141,7 +141,7 @@ def test_stream_equals_the_unjitted_reference(model, scheme, cfg_scale):
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=ATOL)
     assert np.abs(got[-1] - got[-2]).max() > 0.1  # chunks differ: the model does something
-    assert streamer.rollout.traces == 2  # start-up and step, once each
+    assert streamer.rollout.traces <= 2  # start-up and step, once each (the model shares its rollouts)
 
 
 def test_start_up_noise_levels_are_the_schemes(model):
@@ -179,7 +179,7 @@ def test_set_prompt_switches_at_the_next_step_without_retracing(model):
     traces = streamer.rollout.traces
     streamer.set_prompt(B)
     got += _take(stream, 3)
-    assert streamer.rollout.traces == traces == 2
+    assert streamer.rollout.traces == traces <= 2
     assert streamer.prompt_log == [(0, A), (3, B)]
     for before, unchanged in zip(got[:3], only_a[:3], strict=True):
         np.testing.assert_array_equal(before, unchanged)
@@ -337,3 +337,20 @@ def test_stream_errors_are_clear_and_come_before_compilation(saved, tmp_path, ca
     assert "cannot read input video" in capsys.readouterr().err
     with pytest.raises(SchemeError, match="expected four integers"):
         Scheme.parse("0,4,2")
+
+
+def test_eval_of_a_checkpoint_gives_the_same_numbers_on_any_mesh(trained, tmp_path, capsys):
+    """The (2, 2, 1, 2)-trained checkpoint evaluated on one device and on a (1, 1, 2, 2) mesh."""
+    summaries = []
+    for mesh in ["1,1,1,1", "1,1,2,2"]:
+        out = tmp_path / mesh.replace(",", "")
+        args = ["--checkpoint", trained, "--seconds", 3, "--count", 2, "--out", out, "--mesh", mesh]
+        assert main(["eval", *map(str, args)]) == 0
+        report = json.loads((out / "eval.json").read_text())
+        assert len(report["streams"]) == 2
+        assert all((out / f).is_file() for f in ["eval.md", "adherence.png", "seams.png", "strips.png"])
+        summaries.append(report["summary"])
+    assert "colour_adherence" in capsys.readouterr().out
+    assert np.isfinite(summaries[0]["seam_ratio"]) and np.isfinite(summaries[0]["presence"])
+    for key, value in summaries[0].items():
+        assert summaries[1][key] == pytest.approx(value, abs=1e-3, nan_ok=True), key

@@ -31,6 +31,17 @@ def encoders():
     return on_the_fly_encoders(load("tiny", num_devices=1))
 
 
+@pytest.fixture(scope="module")
+def vae_dir(encoders, tmp_path_factory):
+    """The untrained tiny VAE with its measured latent statistics, saved once: subprocess runs restore it
+    (fast) instead of measuring the statistics again in every process."""
+    from flax import nnx
+
+    path = tmp_path_factory.mktemp("vae") / "ckpt"
+    ckpt.save_params(path, encoders[0].cfg, nnx.state(encoders[0]))
+    return path
+
+
 def _trainer(workdir, encoders, mesh=(1, 1, 1, 1), overrides=(), resume=False):
     size = int(np.prod(mesh))
     cfg = load("tiny", [f"mesh.shape={mesh}".replace(" ", ""), *overrides], num_devices=size)
@@ -95,10 +106,13 @@ def _checkpoint(workdir, step):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_exact(tmp_path):
+def test_resume_after_sigkill_is_exact(tmp_path, vae_dir):
     """2N steps straight == N steps, SIGKILL, --resume, N more: parameters, optimizer, EMA, RNG and the
     data iterator (hence every batch) are identical."""
-    n, steps = 4, ["--config.train.steps=8", "--config.train.checkpoint_every=4"]
+    n, steps = (
+        4,
+        ["--config.train.steps=8", "--config.train.checkpoint_every=4", f"--config.data.vae={vae_dir}"],
+    )
     _finish(_train_cli(tmp_path / "straight", *steps))
 
     killed = _train_cli(tmp_path / "killed", *steps)
@@ -125,10 +139,10 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_job_matches_one_process(tmp_path):
+def test_two_process_job_matches_one_process(tmp_path, vae_dir):
     """launch/local.sh runs 2 processes x 2 CPU devices (gloo collectives); the losses equal one process
     with 4 devices and the same global batch (tolerance 1e-5 relative)."""
-    steps = ["--config.train.steps=3", "--config.train.checkpoint_every=3"]
+    steps = ["--config.train.steps=3", "--config.train.checkpoint_every=3", f"--config.data.vae={vae_dir}"]
     single = _train_cli(tmp_path / "one", *steps, devices=4)
     launcher = subprocess.run(
         ["bash", "launch/local.sh", "2", "2", "train", "--config", "tiny", "--workdir", str(tmp_path / "two"),

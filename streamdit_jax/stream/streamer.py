@@ -46,6 +46,13 @@ class StreamModel:
     vae: VideoVAE
     text_encoder: TextEncoder
     mesh: Mesh
+    _rollouts: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def rollout(self, scheme: Scheme) -> Rollout:
+        """The jitted rollout of ``scheme``, shared by every Streamer of this model (compiled once)."""
+        if scheme not in self._rollouts:
+            self._rollouts[scheme] = Rollout(self.graphdef, scheme, self.mesh, self.cfg.mesh.rules)
+        return self._rollouts[scheme]
 
     @staticmethod
     def load_config(checkpoint: str | Path, config: Config | None = None, step: int | None = None) -> Config:
@@ -159,7 +166,7 @@ class Streamer:
         self.strength, self.seed, self.fps = strength, seed, cfg.data.fps
         self.schedule = sorted((float(at), str(text)) for at, text in schedule)
         self.latent_shape = (*cfg.latent_grid[1:], cfg.model.latent_channels)  # (h, w, C)
-        self.rollout = Rollout(self.model.graphdef, self.scheme, self.model.mesh, cfg.mesh.rules)
+        self.rollout = self.model.rollout(self.scheme)
         self._replicated = NamedSharding(self.model.mesh, PartitionSpec())
         self._null = self._encode("") if self.guided else None
         self.steps = 0  # stream steps dispatched (one per emitted chunk)

@@ -1,0 +1,230 @@
+"""Metrics of a generated shapes stream against the prompts that drove it, from the detector's output.
+
+A stream is described by its prompt segments (first frame, and the colour, shape and motion the prompt
+asked for) and the frames where decoded chunks begin. All scores are in [0, 1] unless stated:
+
+- presence: frames in which any object is seen (shapes leave the frame at one edge and come back at
+  the other, so even true videos score below 1);
+- adherence, per segment: ``colour`` (of the frames with an object, those whose dominant object has the
+  prompt's colour), ``shape`` (of those frames with the object clear of the border, the detected shape is
+  the prompt's), ``motion`` (windows of ``MOTION_WINDOW`` seconds whose estimated motion is the prompt's);
+- consistency: ``identity`` (consecutive frames with objects, within a segment, keep their dominant
+  colour) and ``size_stability`` (1 − coefficient of variation of the object's size within a segment);
+
+A score without evidence (e.g. shape while the object never clears the border) is NaN, and averages
+skip NaNs.
+- drift: points (x100) lost from the first third of the stream to the last, for adherence and
+  consistency;
+- seam ratio: mean frame difference across chunk boundaries over the mean within chunks (1 = no seam);
+- switch response: chunks from a prompt switch until the new colour dominates a whole chunk's frames.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from streamdit_jax.data.shapes import BOUNCE_SPEEDUP, COLOURS, MOTIONS, SHAPES, SPEED_RANGE
+from streamdit_jax.eval.detect import Detections, detect, to_unit
+
+MOTION_WINDOW = 2.0  # seconds per motion estimate
+STILL_SPEED = SPEED_RANGE[0] / 2  # image fractions per second: slower is "still"
+BOUNCE_SPEED = (SPEED_RANGE[1] + BOUNCE_SPEEDUP * SPEED_RANGE[0]) / 2  # faster is "bouncing"
+_WRAP = 0.2  # a per-frame jump larger than this (image fractions) is a wrap at the edge, not motion
+_ANGLES = {m: math.atan2(*d) for m, d in {
+    "up": (-1, 0), "down": (1, 0), "left": (0, -1), "right": (0, 1),
+    "up-left": (-1, -1), "up-right": (-1, 1), "down-left": (1, -1), "down-right": (1, 1),
+}.items()}  # fmt: skip
+
+
+class Segment(NamedTuple):
+    """What one prompt asked for, from frame ``start`` to the next segment's start."""
+
+    start: int
+    colour: int  # index into COLOURS
+    shape: int  # index into SHAPES
+    motion: int  # index into MOTIONS
+
+
+def classify_motion(positions: np.ndarray, fps: float) -> int:
+    """The MOTIONS index of a track [n, 2] (y, x image fractions; NaN where not seen); -1 if too short.
+
+    Jumps at the frame's edges (wrapping) are removed by unwrapping. The speed along the path, over
+    steps of a quarter window (so that pixel rounding averages out), separates still, moving and
+    bouncing; the least-squares velocity gives the direction.
+    """
+    seen = np.isfinite(positions).all(axis=1)
+    if seen.sum() < max(4, len(positions) // 2):
+        return -1
+    times = np.nonzero(seen)[0].astype(np.float64)
+    steps = np.diff(positions[seen], axis=0)
+    steps[np.abs(steps).max(axis=1) >= _WRAP] = 0.0  # a wrap: no motion counted across it
+    track = np.concatenate([np.zeros((1, 2)), np.cumsum(steps, axis=0)])
+    lag = max(1, len(positions) // 4)
+    later = np.searchsorted(times, times + lag)
+    pairs = later < len(times)
+    moved = np.linalg.norm(track[later[pairs]] - track[pairs], axis=1) / (times[later[pairs]] - times[pairs])
+    speed = float(moved.mean()) * fps if pairs.any() else 0.0
+    if speed < STILL_SPEED:
+        return MOTIONS.index("still")
+    if speed > BOUNCE_SPEED:
+        return MOTIONS.index("bouncing")
+    dy, dx = np.polyfit(times, track, 1)[0]
+    angle = math.atan2(dy, dx)
+    nearest = min(_ANGLES, key=lambda m: abs(math.remainder(angle - _ANGLES[m], 2 * math.pi)))
+    return MOTIONS.index(nearest)
+
+
+def _bounds(segments: Sequence[Segment], frames: int) -> list[tuple[int, int]]:
+    starts = [s.start for s in segments] + [frames]
+    return list(itertools.pairwise(starts))
+
+
+def _fraction(hits: np.ndarray) -> float:
+    return float(hits.mean()) if hits.size else math.nan
+
+
+def adherence(det: Detections, segments: Sequence[Segment], fps: float) -> list[dict[str, float]]:
+    """Per segment: colour, shape and motion adherence (NaN without evidence)."""
+    dominant = det.dominant()
+    window = max(2, round(MOTION_WINDOW * fps))
+    out = []
+    for seg, (a, b) in zip(segments, _bounds(segments, len(dominant)), strict=True):
+        seen = dominant[a:b] >= 0
+        ours = dominant[a:b] == seg.colour
+        clear = ours & ~det.touches_edge[a:b, seg.colour]
+        track = np.where(ours[:, None], det.position[a:b, seg.colour], np.nan)
+        votes = np.array(
+            [classify_motion(track[i : i + window], fps) for i in range(0, b - a - window // 2, window)]
+        )
+        out.append({
+            "colour": _fraction(ours[seen]),
+            "shape": _fraction(det.shape[a:b, seg.colour][clear] == seg.shape),
+            "motion": _fraction(votes[votes >= 0] == seg.motion),
+        })  # fmt: skip
+    return out
+
+
+def consistency(det: Detections, segments: Sequence[Segment]) -> dict[str, float]:
+    """Identity (dominant colour kept between consecutive frames with objects) and size stability,
+    within segments (NaN without evidence)."""
+    dominant = det.dominant()
+    kept, stability = [], []
+    for seg, (a, b) in zip(segments, _bounds(segments, len(dominant)), strict=True):
+        before, after = dominant[a : b - 1], dominant[a + 1 : b]
+        both = (before >= 0) & (after >= 0)
+        kept.append(before[both] == after[both])
+        sizes = det.size[a:b, seg.colour][(dominant[a:b] == seg.colour) & ~det.touches_edge[a:b, seg.colour]]
+        if len(sizes) > 1:
+            stability.append(max(0.0, 1.0 - float(sizes.std() / sizes.mean())))
+    return {
+        "identity": _fraction(np.concatenate(kept)),
+        "size_stability": float(np.mean(stability)) if stability else math.nan,
+    }
+
+
+def seam_ratios(frames: np.ndarray, chunk_starts: Sequence[int]) -> tuple[float, list[float]]:
+    """Mean absolute frame difference across chunk boundaries over the mean within chunks; and the same
+    ratio at each boundary."""
+    video = to_unit(frames)
+    diffs = np.abs(np.diff(video, axis=0)).mean(axis=(1, 2, 3))  # diffs[t - 1]: frame t - 1 -> t
+    boundary = np.zeros(len(diffs), bool)
+    starts = [t for t in chunk_starts if 0 < t < len(video)]
+    boundary[[t - 1 for t in starts]] = True
+    within = diffs[~boundary].mean() if (~boundary).any() else np.nan
+    per_boundary = [float(diffs[t - 1] / within) for t in starts]
+    return float(diffs[boundary].mean() / within) if starts else 1.0, per_boundary
+
+
+def switch_responses(det: Detections, segments: Sequence[Segment], chunk_starts: Sequence[int]) -> list:
+    """For each segment after the first whose colour differs from the one before: chunks from the switch
+    until the new colour dominates most frames of a chunk (None if it never does)."""
+    dominant = det.dominant()
+    edges = [*chunk_starts, len(dominant)]
+    chunks = list(itertools.pairwise(edges))
+    out = []
+    for before, seg in itertools.pairwise(segments):
+        if seg.colour == before.colour:
+            continue
+        first = next(i for i, (_, end) in enumerate(chunks) if end > seg.start)
+        response = None
+        for i in range(first, len(chunks)):
+            a, b = max(chunks[i][0], seg.start), chunks[i][1]
+            if (dominant[a:b] == seg.colour).mean() > 0.5:
+                response = i - first
+                break
+        out.append(response)
+    return out
+
+
+def evaluate(
+    frames: np.ndarray, fps: float, segments: Sequence[Segment], chunk_starts: Sequence[int] = ()
+) -> dict:
+    """Every metric of one stream; ``frames`` [T, H, W, 3] uint8 (or float in [-1, 1])."""
+    det = detect(frames)
+    per_segment = adherence(det, segments, fps)
+    third = len(frames) // 3
+    parts = {}
+    for name, (a, b) in {"first_third": (0, third), "last_third": (len(frames) - third, len(frames))}.items():
+        clipped = _clip(segments, a, b)
+        sub = det._replace(**{k: v[a:b] for k, v in det._asdict().items()})
+        parts[name] = {
+            "presence": float((sub.dominant() >= 0).mean()),
+            "adherence": _mean_adherence(adherence(sub, clipped, fps)),
+            "consistency": _mean(consistency(sub, clipped)),
+        }
+    seam, per_boundary = seam_ratios(frames, chunk_starts)
+    summary = {k: _nanmean([s[k] for s in per_segment]) for k in ("colour", "shape", "motion")}
+    return {
+        "presence": float((det.dominant() >= 0).mean()),
+        "adherence": summary,
+        "adherence_per_segment": per_segment,
+        "consistency": consistency(det, segments),
+        "drift_points": {
+            k: _drop(parts["first_third"][k], parts["last_third"][k]) for k in parts["first_third"]
+        },
+        "seam_ratio": seam,
+        "seam_ratio_per_boundary": per_boundary,
+        "switch_response_chunks": switch_responses(det, segments, chunk_starts) if chunk_starts else [],
+        "segments": [
+            {
+                "start": s.start,
+                "colour": COLOURS[s.colour],
+                "shape": SHAPES[s.shape],
+                "motion": MOTIONS[s.motion],
+            }
+            for s in segments
+        ],
+    }
+
+
+def _clip(segments: Sequence[Segment], a: int, b: int) -> list[Segment]:
+    """The segments overlapping frames [a, b), re-based to start at frame a."""
+    kept = [
+        s
+        for i, s in enumerate(segments)
+        if s.start < b and (i + 1 == len(segments) or segments[i + 1].start > a)
+    ]
+    return [s._replace(start=max(s.start - a, 0)) for s in kept]
+
+
+def _drop(first: float, last: float) -> float:
+    """Points lost from ``first`` to ``last``; a last third without evidence has lost everything."""
+    return 100.0 * (first - (0.0 if math.isnan(last) else last))
+
+
+def _nanmean(values) -> float:
+    values = np.asarray(list(values), np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else math.nan
+
+
+def _mean_adherence(per_segment: list[dict[str, float]]) -> float:
+    return _nanmean(_nanmean(s.values()) for s in per_segment)
+
+
+def _mean(scores: dict[str, float]) -> float:
+    return _nanmean(scores.values())

@@ -1,0 +1,213 @@
+"""``streamdit eval``: stream prompt schedules from a checkpoint and score them with the shapes metrics.
+
+The built-in prompt set is the held-out split of the shapes world (wordings and colour/motion pairs that
+training captions never use): single-object scenes with three prompt segments, each changing one of
+colour, shape or motion. A user's schedule (``--prompts``, as for ``stream``) is scored from the colour,
+shape and motion words its prompts name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from streamdit_jax.config import ConfigError
+from streamdit_jax.data.shapes import COLOURS, MOTION_PHRASES, MOTIONS, SHAPE_WORDS, SHAPES, ShapesDataset
+from streamdit_jax.eval.metrics import Segment, evaluate
+from streamdit_jax.flow import Scheme
+from streamdit_jax.stream import Streamer, StreamModel
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalPrompt:
+    """A prompt schedule and what each of its prompts asks for (colour, shape, motion indices)."""
+
+    name: str
+    schedule: tuple[tuple[float, str], ...]  # (seconds, prompt)
+    asks: tuple[tuple[int, int, int], ...]  # per schedule entry
+
+
+def heldout_prompts(count: int, seconds: float, segments: int = 3, seed: int = 0) -> list[EvalPrompt]:
+    """``count`` schedules of ``segments`` prompts over ``seconds``, from single-object held-out scenes."""
+    ds = ShapesDataset((64, 64), 8, segments, seed=seed, split="heldout", segments=segments)
+    prompts = []
+    for i in range(100 * count):
+        item = ds[i]
+        f = item["factors"]
+        if f["present"][1]:
+            continue
+        at = [seconds * k / segments for k in range(segments)]
+        asks = tuple(
+            (int(f["colour"][k, 0]), int(f["shape"][k, 0]), int(f["motion"][k, 0])) for k in range(segments)
+        )
+        prompts.append(EvalPrompt(f"heldout-{i}", tuple(zip(at, item["captions"], strict=True)), asks))
+        if len(prompts) == count:
+            return prompts
+    raise AssertionError("the held-out split ran out of single-object scenes")
+
+
+def _words(options: dict[str, Sequence[str]]) -> list[tuple[str, str]]:
+    """(phrase, name) pairs, longest phrase first (so "up-left" wins over "up")."""
+    pairs = [(phrase, name) for name, phrases in options.items() for phrase in (name, *phrases)]
+    return sorted(set(pairs), key=lambda p: -len(p[0]))
+
+
+_COLOUR_WORDS = [(c, c) for c in COLOURS]
+_SHAPE_WORDS = _words(SHAPE_WORDS)
+_MOTION_WORDS = _words(MOTION_PHRASES)
+
+
+def parse_prompt(text: str) -> tuple[int, int, int]:
+    """(colour, shape, motion) indices named by a prompt; a ConfigError if one is missing."""
+    lower = text.lower()
+    found = []
+    for kind, table, names in (
+        ("colour", _COLOUR_WORDS, COLOURS),
+        ("shape", _SHAPE_WORDS, SHAPES),
+        ("motion", _MOTION_WORDS, MOTIONS),
+    ):
+        hit = next((name for phrase, name in table if re.search(rf"\b{re.escape(phrase)}\b", lower)), None)
+        if hit is None:
+            raise ConfigError(
+                f"prompt {text!r} names no {kind} of the shapes world, so it cannot be scored. Fix: name one "
+                f"of {', '.join(names)}"
+            )
+        found.append(names.index(hit))
+    return tuple(found)
+
+
+def prompts_from_schedule(name: str, schedule: Sequence[tuple[float, str]]) -> EvalPrompt:
+    return EvalPrompt(name, tuple(schedule), tuple(parse_prompt(text) for _, text in schedule))
+
+
+def stream_and_score(
+    model: StreamModel, prompt: EvalPrompt, seconds: float, scheme: Scheme | None, cfg_scale: float | None,
+    seed: int,
+) -> tuple[dict, np.ndarray]:  # fmt: skip
+    """Streams one schedule for ``seconds``; its metrics and the frames [T, H, W, 3] uint8."""
+    streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, cfg_scale=cfg_scale, seed=seed,
+                        schedule=prompt.schedule)  # fmt: skip
+    wanted = round(seconds * streamer.fps)
+    frames, starts, chunks = [], [], streamer.chunks()
+    count = 0
+    for chunk in chunks:
+        starts.append(count)
+        frames.append(chunk[: wanted - count])
+        count += len(frames[-1])
+        if count >= wanted:
+            break
+    chunks.close()
+    video = np.concatenate(frames)
+    asks = dict(zip((text for _, text in prompt.schedule), prompt.asks, strict=False))
+    segments = [Segment(streamer.frames_before(step), *asks[text]) for step, text in streamer.prompt_log]
+    scores = evaluate(video, streamer.fps, segments, starts)
+    scores["prompts"] = [
+        {"from_frame": s.start, "prompt": t} for s, (_, t) in zip(segments, streamer.prompt_log, strict=True)
+    ]
+    return scores, video
+
+
+def run_eval(
+    model: StreamModel,
+    prompts: Sequence[EvalPrompt],
+    seconds: float,
+    out_dir: str | Path,
+    scheme: Scheme | None = None,
+    cfg_scale: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Streams and scores every prompt; writes eval.json, eval.md and PNG plots into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results, strips = {}, {}
+    for prompt in prompts:
+        results[prompt.name], video = stream_and_score(model, prompt, seconds, scheme, cfg_scale, seed)
+        strips[prompt.name] = video[np.linspace(0, len(video) - 1, 8).round().astype(int)]
+    summary = summarise(results)
+    report = {"summary": summary, "seconds": seconds, "streams": results}
+    (out / "eval.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+    (out / "eval.md").write_text(markdown(summary, results))
+    plot(results, strips, out)
+    return report
+
+
+def summarise(results: dict[str, dict]) -> dict[str, float]:
+    """Means over streams: adherence (colour, shape, motion), consistency, drift, seam ratio, response."""
+
+    def mean(values):
+        values = [v for v in values if v is not None and not math.isnan(v)]
+        return float(np.mean(values)) if values else math.nan
+
+    r = list(results.values())
+    return {
+        "colour_adherence": mean(x["adherence"]["colour"] for x in r),
+        "shape_adherence": mean(x["adherence"]["shape"] for x in r),
+        "motion_adherence": mean(x["adherence"]["motion"] for x in r),
+        "identity": mean(x["consistency"]["identity"] for x in r),
+        "size_stability": mean(x["consistency"]["size_stability"] for x in r),
+        "presence": mean(x["presence"] for x in r),
+        "drift_adherence_points": mean(x["drift_points"]["adherence"] for x in r),
+        "drift_consistency_points": mean(x["drift_points"]["consistency"] for x in r),
+        "seam_ratio": mean(x["seam_ratio"] for x in r),
+        "switch_response_chunks": mean(v for x in r for v in x["switch_response_chunks"]),
+        "switches_never_followed": sum(v is None for x in r for v in x["switch_response_chunks"]),
+    }
+
+
+def markdown(summary: dict[str, float], results: dict[str, dict]) -> str:
+    lines = ["| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in summary.items()]
+    lines += [
+        "",
+        "| stream | colour | shape | motion | identity | drift (adh.) | seam ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        a, c, d = r["adherence"], r["consistency"], r["drift_points"]
+        lines.append(
+            f"| {name} | {a['colour']:.2f} | {a['shape']:.2f} | {a['motion']:.2f} | {c['identity']:.2f} | "
+            f"{d['adherence']:.1f} | {r['seam_ratio']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: Path) -> None:
+    """adherence.png (colour adherence per segment), seams.png (ratio per boundary), strips.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, r in results.items():
+        starts = [p["from_frame"] for p in r["prompts"]]
+        ax.step(starts, [s["colour"] for s in r["adherence_per_segment"]], where="post", label=name)
+    ax.set(xlabel="frame (prompt segment start)", ylabel="colour adherence", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "adherence.png", dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for name, r in results.items():
+        ax.plot(r["seam_ratio_per_boundary"], ".", label=name)
+    ax.axhline(1.0, color="gray", lw=0.5)
+    ax.set(xlabel="chunk boundary", ylabel="seam ratio (1 = no seam)")
+    fig.tight_layout()
+    fig.savefig(out / "seams.png", dpi=100)
+    plt.close(fig)
+    from PIL import Image
+
+    rows = [np.concatenate(list(strip), axis=1) for strip in strips.values()]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(out / "strips.png")
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
