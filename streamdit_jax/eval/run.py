@@ -105,11 +105,11 @@ def stream_and_score(
     chunks.close()
     video = np.concatenate(frames)
     asks = dict(zip((text for _, text in prompt.schedule), prompt.asks, strict=False))
-    segments = [Segment(streamer.frames_before(step), *asks[text]) for step, text in streamer.prompt_log]
+    used = [(streamer.frames_before(step), text) for step, text in streamer.prompt_log]
+    used = [(start, text) for start, text in used if start < len(video)]  # switches after the end: unseen
+    segments = [Segment(start, *asks[text]) for start, text in used]
     scores = evaluate(video, streamer.fps, segments, starts)
-    scores["prompts"] = [
-        {"from_frame": s.start, "prompt": t} for s, (_, t) in zip(segments, streamer.prompt_log, strict=True)
-    ]
+    scores["prompts"] = [{"from_frame": start, "prompt": text} for start, text in used]
     return scores, video
 
 
