@@ -281,6 +281,33 @@ def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         print(f"  skipped {item['video']}: {item['reason']}")
 
 
+def _stream_config(args: argparse.Namespace, overrides: Sequence[str]):
+    """(config, scheme) of a checkpoint for ``stream``/``eval``: read from JSON and checked, nothing
+    restored or compiled."""
+    from streamdit_jax.flow import Scheme
+    from streamdit_jax.stream import StreamModel
+
+    if overrides and not args.config:
+        raise ConfigError("--config.* overrides need --config PRESET (the preset the checkpoint belongs to)")
+    cfg = StreamModel.load_config(args.checkpoint, _load_config(args, overrides) if args.config else None)
+    scheme = Scheme.parse(args.scheme) if args.scheme else Scheme(*cfg.scheme)
+    scheme.check_buffer(cfg.buffer.frames)
+    return cfg, scheme
+
+
+def _stream_model(args: argparse.Namespace, cfg):
+    """The checkpoint's StreamModel on ``--mesh`` (EMA weights unless ``--raw``)."""
+    from streamdit_jax.stream import StreamModel
+
+    try:
+        mesh = tuple(int(v) for v in args.mesh.split(","))
+    except ValueError:
+        mesh = ()
+    if len(mesh) != 4:
+        raise ConfigError(f"--mesh {args.mesh!r}: expected four sizes data,fsdp,context,model, e.g. 1,1,2,2")
+    return StreamModel.restore(args.checkpoint, cfg, args.vae, mesh, ema=not args.raw)
+
+
 def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Streams a checkpoint to an mp4 (and/or PNG frames): text-to-video, a prompt schedule, or
     video-to-video; every argument is checked before anything is compiled."""
@@ -289,25 +316,19 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
     from tqdm import tqdm
 
-    from streamdit_jax.flow import Scheme
-    from streamdit_jax.stream import InputVideo, Streamer, StreamModel, VideoSink
+    from streamdit_jax.stream import InputVideo, Streamer, VideoSink
     from streamdit_jax.stream.streamer import read_schedule
 
     if args.out is None and args.frames_dir is None:
         raise ConfigError("stream needs --out FILE.mp4, --frames-dir DIR, or both")
-    if overrides and not args.config:
-        raise ConfigError("--config.* overrides need --config PRESET (the preset the checkpoint belongs to)")
     if args.input_video is None and args.seconds is None:
         raise ConfigError("--seconds is required for text-to-video (video-to-video defaults to the input)")
     if (args.prompt is None) == (args.prompts is None):
         raise ConfigError("give one of --prompt TEXT or --prompts FILE.jsonl")
     schedule = read_schedule(args.prompts) if args.prompts else []
-    cfg = StreamModel.load_config(args.checkpoint, _load_config(args, overrides) if args.config else None)
-    scheme = Scheme.parse(args.scheme) if args.scheme else Scheme(*cfg.scheme)
-    scheme.check_buffer(cfg.buffer.frames)
+    cfg, scheme = _stream_config(args, overrides)
     video = InputVideo(args.input_video, cfg) if args.input_video else None
-    mesh = tuple(int(v) for v in args.mesh.split(","))
-    model = StreamModel.restore(args.checkpoint, cfg, args.vae, mesh, ema=not args.raw)
+    model = _stream_model(args, cfg)
     streamer = Streamer(
         model, args.prompt or "", scheme=scheme, cfg_scale=args.cfg, seed=args.seed, schedule=schedule,
         input_video=video, strength=args.strength,
@@ -353,27 +374,32 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Streams the held-out prompt schedules (or --prompts) from a checkpoint and scores them."""
     from streamdit_jax.eval.run import heldout_prompts, prompts_from_schedule, run_eval
-    from streamdit_jax.flow import Scheme
-    from streamdit_jax.stream import StreamModel
     from streamdit_jax.stream.streamer import read_schedule
 
-    if overrides and not args.config:
-        raise ConfigError("--config.* overrides need --config PRESET (the preset the checkpoint belongs to)")
     if args.prompts:
         prompts = [prompts_from_schedule(Path(args.prompts).stem, read_schedule(args.prompts))]
     else:
         prompts = heldout_prompts(args.count, args.seconds)
-    cfg = StreamModel.load_config(args.checkpoint, _load_config(args, overrides) if args.config else None)
-    scheme = Scheme.parse(args.scheme) if args.scheme else Scheme(*cfg.scheme)
-    scheme.check_buffer(cfg.buffer.frames)
-    mesh = tuple(int(v) for v in args.mesh.split(","))
-    model = StreamModel.restore(args.checkpoint, cfg, args.vae, mesh, ema=not args.raw)
+    cfg, scheme = _stream_config(args, overrides)
+    model = _stream_model(args, cfg)
     out = Path(args.out or Path(args.checkpoint) / "eval")
     print(f"evaluating {args.checkpoint}: {len(prompts)} streams of {args.seconds:g} s -> {out}", flush=True)
     report = run_eval(model, prompts, args.seconds, out, scheme, args.cfg, args.seed)
     for key, value in report["summary"].items():
         print(f"  {key}: {value:.3f}")
     print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, adherence.png, seams.png, strips.png")
+
+
+def _add_stream_args(p: argparse.ArgumentParser) -> None:
+    """The checkpoint and rollout arguments that ``stream`` and ``eval`` share."""
+    p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
+    p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
+    p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
+    p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
+    p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
+    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -426,8 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_encode)
 
     p = sub.add_parser("stream", help="stream a checkpoint to an mp4: prompts, schedules, video-to-video")
-    p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
-    p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
+    _add_stream_args(p)
     p.add_argument("--prompt", help="the prompt")
     p.add_argument("--prompts", help='jsonl of {"at": seconds, "prompt": text}: a prompt schedule')
     p.add_argument("--seconds", type=float, help="length of the video (video-to-video: default the input's)")
@@ -435,29 +460,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames-dir", help="also (or instead) write every frame as a PNG here")
     p.add_argument("--input-video", help="video-to-video (SDEdit): the video to restyle")
     p.add_argument("--strength", type=float, default=0.7, help="video-to-video noise level in (0, 1]")
-    p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
-    p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
-    p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
-    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     p.set_defaults(fn=cmd_stream)
 
     p = sub.add_parser("eval", help="stream held-out prompt schedules and score them (shapes detector)")
-    p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
-    p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
+    _add_stream_args(p)
     p.add_argument(
         "--prompts", help='one schedule to score instead: jsonl of {"at": seconds, "prompt": text}'
     )
     p.add_argument("--seconds", type=float, default=60.0, help="length of each stream")
     p.add_argument("--count", type=int, default=4, help="held-out schedules to stream")
     p.add_argument("--out", help="output folder (default: CHECKPOINT/eval)")
-    p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
-    p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
-    p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
-    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("demo", help="the embedded default run (now: small preset forward)")

@@ -7,6 +7,7 @@ stream chunk by chunk with carried caches and give exactly what the whole-video 
 
 from __future__ import annotations
 
+import functools
 import itertools
 from typing import Any
 
@@ -187,31 +188,27 @@ class VideoVAE(nnx.Module):
         return StreamingEncoder(self)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=4)
+def _run_chunk(chunk_fn, graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, cache: Cache):
+    """One chunk through ``chunk_fn``; a module-level jit, so every stream of one VAE shares its
+    compilations (one for the first chunk, whose cache is None, and one for the rest)."""
+    return chunk_fn(nnx.merge(graphdef, state), x, cache)
+
+
 class _CachedStream:
     """Runs ``_chunk(model, x, cache) -> (y, cache)`` over a stream chunk by chunk, carrying the causal
-    caches. Jitted: one compilation for the first chunk and one for the rest (per chunk shape); the
-    caches are donated."""
+    caches (donated from chunk to chunk)."""
 
     def __init__(self, vae: VideoVAE):
-        graphdef, state = nnx.split(vae)
-        self._state = state
+        self._graphdef, self._state = nnx.split(vae)
         self._cache: Any = None
-
-        def run(state, x, cache):
-            return self._chunk(nnx.merge(graphdef, state), x, cache)
-
-        self._first = jax.jit(lambda state, x: run(state, x, None))
-        self._next = jax.jit(run, donate_argnums=2)
 
     @staticmethod
     def _chunk(model: VideoVAE, x: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
         raise NotImplementedError
 
     def step(self, x: jax.Array) -> jax.Array:
-        if self._cache is None:
-            y, self._cache = self._first(self._state, x)
-        else:
-            y, self._cache = self._next(self._state, x, self._cache)
+        y, self._cache = _run_chunk(type(self)._chunk, self._graphdef, self._state, x, self._cache)
         return y
 
     def reset(self) -> None:

@@ -275,12 +275,8 @@ class Streamer:
         ``LOOKAHEAD`` chunks ahead of the chunk handed out."""
         decoder = self.model.vae.streaming_decoder()
 
-        @jax.jit
-        def to_uint8(video):
-            return jnp.round((video[0] + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8)
-
         def decode(chunk):
-            return np.asarray(to_uint8(decoder.step(chunk)))
+            return np.asarray(_to_uint8(decoder.step(chunk)))
 
         with ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode") as pool:
             pending: collections.deque = collections.deque()
@@ -294,6 +290,12 @@ class Streamer:
     def __iter__(self) -> Iterator[np.ndarray]:
         for chunk in self.chunks():
             yield from chunk
+
+
+@jax.jit
+def _to_uint8(video: jax.Array) -> jax.Array:
+    """The first video of a batch [B, T, H, W, 3] in [-1, 1] as uint8 [T, H, W, 3]."""
+    return jnp.round((video[0] + 1.0) * 127.5).clip(0, 255).astype(jnp.uint8)
 
 
 def read_schedule(path: str | Path) -> list[tuple[float, str]]:
