@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -92,51 +91,32 @@ def cmd_convert(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 
 def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-    """For now: build the preset, run the jitted forward on random latents, print the summary."""
+    """The embedded default run: VAE, latents, StreamDiT, held-out streams and their scores (resumable)."""
     import jax
-    import jax.numpy as jnp
 
-    from streamdit_jax import model as model_lib
-    from streamdit_jax.sharding import make_mesh, use_mesh
-    from streamdit_jax.summary import format_summary
+    from streamdit_jax.demo import DemoPaths, run_demo
 
     cfg = _load_config(args, overrides)
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    summary = format_summary(cfg.model, cfg, title=f"StreamDiT {args.config}")
-    print(summary, flush=True)
-    mesh = make_mesh(cfg.mesh)
-    graphdef, params = model_lib.init_params(cfg.model, jax.random.key(cfg.seed), mesh, cfg.mesh.rules)
-    batch = mesh.shape["data"] * mesh.shape["fsdp"]
-    keys = jax.random.split(jax.random.key(cfg.seed + 1), 3)
-    latents = jax.random.normal(keys[0], (batch, *cfg.latent_grid, cfg.model.latent_channels))
-    sigma = jnp.sort(jax.random.uniform(keys[1], (batch, cfg.buffer.frames)), axis=1)
-    text = jax.random.normal(keys[2], (batch, cfg.text.max_length, cfg.model.text_width))
-    mask = jnp.ones(text.shape[:2], bool)
-    with use_mesh(mesh, cfg.mesh.rules):
-        forward = jax.jit(lambda p, *a: model_lib.apply(graphdef, p, *a))
-        start = time.perf_counter()
-        velocity = forward(params, latents, sigma, text, mask).block_until_ready()
-        compile_s = time.perf_counter() - start
-        start = time.perf_counter()
-        velocity = forward(params, latents, sigma, text, mask).block_until_ready()
-        step_s = time.perf_counter() - start
-    report = {
-        "config": args.config,
-        "devices": [str(d) for d in jax.devices()],
-        "velocity_shape": list(velocity.shape),
-        "velocity_finite": bool(jnp.isfinite(velocity).all()),
-        "first_call_s": round(compile_s, 3),
-        "second_call_s": round(step_s, 3),
-    }
-    (workdir / "summary.txt").write_text(summary + "\n")
-    (workdir / "forward.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(
-        f"jitted forward on {jax.devices()[0].platform}: velocity {tuple(velocity.shape)}, "
-        f"first call (with compilation) {compile_s:.2f} s, second call {step_s:.3f} s "
-        "(one run each, not a benchmark)"
+    paths = DemoPaths(Path(args.workdir).resolve())
+    _print(
+        f"streamdit demo ({args.config}) in {paths.root} on {jax.device_count()} "
+        f"{jax.devices()[0].platform} device(s); finished stages are skipped, interrupted ones resume"
     )
-    print(f"wrote {workdir / 'summary.txt'} and {workdir / 'forward.json'}")
+    run_demo(cfg, paths.root, log=_print)
+    _print(
+        "\n".join(
+            [
+                "done. Everything is under " + str(paths.root) + ":",
+                f"  stream.mp4   the first held-out stream ({cfg.demo.seconds:g} s, "
+                f"{cfg.demo.segments - 1} prompt changes); all streams in {paths.streams.name}/",
+                "  eval.json    scores of every stream (eval.md: the same as tables; adherence.png, "
+                "seams.png, strips.png)",
+                "  report.png   training curves, frames per prompt, adherence, summary vs targets",
+                f"  vae/ teacher/  checkpoints (stream one: streamdit stream --checkpoint {paths.teacher} "
+                "--prompt '...')",
+            ]
+        )
+    )
 
 
 def _run(trainer) -> dict:
@@ -223,9 +203,12 @@ def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     cfg = _load_config(args, overrides)
     vae = restore_vae(args.checkpoint, ema=not args.raw)
     clips = args.clips or cfg.vae_train.eval_batches * cfg.vae_train.batch_size
-    scores, image = evaluate_vae(vae, cfg, clips)
+    scores, image = evaluate_vae(vae, cfg, clips, args.frames)
     weights = "raw" if args.raw else "EMA"
-    print(f"held-out PSNR over {clips} clips ({weights} weights): {scores.pop('all'):.2f} dB")
+    frames = args.frames or cfg.vae_train.clip_frames
+    what = f"{clips} clips of {frames} frames ({weights} weights)"
+    print(f"held-out PSNR over {what}: {scores.pop('all'):.2f} dB")
+    print(f"  objects found by the shapes detector: {scores.pop('objects_found'):.1%}")
     for background, score in sorted(scores.items()):
         print(f"  {background} background: {score:.2f} dB")
     if args.png:
@@ -234,22 +217,17 @@ def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         print(f"wrote {args.png}: originals above reconstructions, first, middle and last frame")
 
 
-def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-    """Videos + captions -> ArrayRecord shards of latents and text states for training."""
+def _checked_encoders(cfg, vae_dir: str | Path):
+    """(VAE of ``vae_dir``, text encoder), both checked against the preset."""
     import dataclasses
 
-    import jax
-
     from streamdit_jax.checkpoint import restore_vae
-    from streamdit_jax.data.encode import clip_frames, encode_videos, read_captions
     from streamdit_jax.text import build_encoder
 
-    cfg = _load_config(args, overrides)
-    entries = read_captions(args.captions, args.videos)
-    vae = restore_vae(args.vae)
+    vae = restore_vae(vae_dir)
     if dataclasses.replace(vae.cfg, dtype=cfg.autoencoder.dtype) != cfg.autoencoder:
         raise ConfigError(
-            f"config field 'autoencoder': the VAE in {args.vae} is {vae.cfg}, the preset asks for "
+            f"config field 'autoencoder': the VAE in {vae_dir} is {vae.cfg}, the preset asks for "
             f"{cfg.autoencoder}. Fix: pass the VAE trained for this preset, or a preset that matches it"
         )
     text_encoder = build_encoder(cfg.text)
@@ -258,21 +236,43 @@ def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
             f"config field 'model.text_width': {cfg.model.text_width}, but the text encoder gives "
             f"{text_encoder.width}. Fix: match model.text_width to the encoder"
         )
+    return vae, text_encoder
+
+
+def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Videos + captions (or shapes scenes) -> ArrayRecord shards of latents and text states."""
+    import jax
+
+    from streamdit_jax.data.encode import clip_frames, encode_shapes, encode_videos, read_captions
+
+    cfg = _load_config(args, overrides)
+    if (args.shapes is None) == (args.videos is None and args.captions is None):
+        raise ConfigError("pass either --videos DIR --captions FILE, or --shapes N (not both)")
+    if args.shapes is None and (args.videos is None or args.captions is None):
+        raise ConfigError("--videos and --captions go together: the folder and its caption file")
+    entries = read_captions(args.captions, args.videos) if args.shapes is None else None
+    vae, text_encoder = _checked_encoders(cfg, args.vae)
+    what = f"{len(entries)} videos" if entries else f"{args.shapes} shapes scenes (training split)"
     print(
-        f"encoding {len(entries)} videos into clips of {clip_frames(cfg)} frames at {cfg.data.fps} fps, "
+        f"encoding {what} into clips of {clip_frames(cfg)} frames at {cfg.data.fps} fps, "
         f"{cfg.data.resolution[0]}x{cfg.data.resolution[1]} -> {args.out}"
     )
-    report = encode_videos(
-        cfg,
-        entries,
-        args.out,
-        vae,
-        text_encoder,
-        args.videos_per_shard,
-        args.batch,
-        jax.process_index(),
-        jax.process_count(),
-    )
+    if entries is None:
+        report = encode_shapes(
+            cfg, args.shapes, args.out, vae, text_encoder, args.videos_per_shard, args.batch
+        )
+    else:
+        report = encode_videos(
+            cfg,
+            entries,
+            args.out,
+            vae,
+            text_encoder,
+            args.videos_per_shard,
+            args.batch,
+            jax.process_index(),
+            jax.process_count(),
+        )
     print(
         f"wrote {report.shards_written} shards ({report.shards_skipped} already complete): "
         f"{report.clips} clips from {report.videos} videos; skipped {len(report.skipped)} videos"
@@ -384,10 +384,13 @@ def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     model = _stream_model(args, cfg)
     out = Path(args.out or Path(args.checkpoint) / "eval")
     print(f"evaluating {args.checkpoint}: {len(prompts)} streams of {args.seconds:g} s -> {out}", flush=True)
-    report = run_eval(model, prompts, args.seconds, out, scheme, args.cfg, args.seed)
+    videos = out / "streams" if args.videos else None
+    report = run_eval(model, prompts, args.seconds, out, scheme, args.cfg, args.seed, videos, progress=True)
     for key, value in report["summary"].items():
         print(f"  {key}: {value:.3f}")
     print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, adherence.png, seams.png, strips.png")
+    if videos:
+        print(f"wrote the streams to {videos}")
 
 
 def _add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -435,14 +438,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--clips", type=int, default=0, help="default: the clips train-vae evaluates on")
+    p.add_argument("--frames", type=int, help="clip length (1 + 4k; default: the training clips')")
     p.add_argument("--png", help="write originals and reconstructions to this PNG")
     p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     p.set_defaults(fn=cmd_eval_vae)
 
     p = sub.add_parser("encode", help="videos + captions -> ArrayRecord shards of latents and text states")
     _add_config_args(p)
-    p.add_argument("--videos", required=True, help="folder the caption file's video paths are relative to")
-    p.add_argument("--captions", required=True, help='jsonl of {"video": path, "caption": text}')
+    p.add_argument("--videos", help="folder the caption file's video paths are relative to")
+    p.add_argument("--captions", help='jsonl of {"video": path, "caption": text}')
+    p.add_argument("--shapes", type=int, help="instead of videos: this many shapes training scenes")
     p.add_argument(
         "--vae", required=True, help="the preset's VAE checkpoint (streamdit train-vae or convert)"
     )
@@ -470,9 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=60.0, help="length of each stream")
     p.add_argument("--count", type=int, default=4, help="held-out schedules to stream")
     p.add_argument("--out", help="output folder (default: CHECKPOINT/eval)")
+    p.add_argument("--videos", action="store_true", help="also write every stream to OUT/streams/NAME.mp4")
     p.set_defaults(fn=cmd_eval)
 
-    p = sub.add_parser("demo", help="the embedded default run (now: small preset forward)")
+    p = sub.add_parser("demo", help="train the VAE and StreamDiT on shapes, stream, evaluate (resumable)")
     _add_config_args(p, default="small")
     p.add_argument("--workdir", default="runs/demo")
     p.set_defaults(fn=cmd_demo)

@@ -318,17 +318,40 @@ class VAETrainConfig(TrainConfig):
 
     ``reconstruction`` is "mse" or "l1". On ``shapes`` an L1 loss settles on reconstructing the
     background alone (its optimum is the per-pixel median and objects are a minority of pixels): see
-    docs/autoencoder.md.
+    docs/autoencoder.md. ``object_weight`` w weighs each pixel's error by 1 + w * saturation (max − min
+    of the target's RGB in [0, 1]): the gray backgrounds keep weight 1 and the saturated objects, a few
+    percent of the pixels, get up to 1 + w, so that a short run learns them instead of the background.
+    ``crop`` (height, width) trains on crops around an object (the VAE is convolutional); (0, 0) keeps
+    whole frames.
+
+    ``context`` serves long videos. A causal VAE trained only on clips of ``frames`` frames breaks down
+    beyond them: every frame it trained on had the zero padding of a fresh stream in its causal history,
+    and a stream's later frames have none. With ``context`` > 0 each clip runs on for ``context`` more
+    frames without gradients (they only carry the causal caches into a stream's steady state), and its
+    next ``frames - 1`` frames are trained too: the loss covers a fresh start and a steady state at
+    little more than twice the cost of the start alone.
     """
 
-    frames: int = 9  # video frames per training clip (1 + 4k for Wan's layout)
+    frames: int = 9  # video frames trained from the start of a clip (1 + 4k for Wan's layout)
+    context: int = 0  # then frames run without gradients (a multiple of 4), then frames - 1 trained again
     kl_weight: float = 1e-6  # on the KL per latent element (the reconstruction error is per pixel)
     reconstruction: str = "mse"
+    object_weight: float = 0.0
+    crop: tuple[int, int] = (0, 0)
+
+    @property
+    def clip_frames(self) -> int:
+        """Video frames per training clip: the start, the context and the steady-state part."""
+        return self.frames + (self.context + self.frames - 1 if self.context else 0)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_range("vae_train.frames", self.frames, 1)
+        _check_range("vae_train.context", self.context, 0)
         _check_range("vae_train.kl_weight", self.kl_weight, 0.0)
+        _check_range("vae_train.object_weight", self.object_weight, 0.0)
+        if len(self.crop) != 2 or min(self.crop) < 0:
+            _fail("vae_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
         if self.reconstruction not in ("mse", "l1"):
             _fail("vae_train.reconstruction", f"unknown loss {self.reconstruction!r}", "use 'mse' or 'l1'")
 
@@ -348,6 +371,10 @@ class DataConfig:
     captions: str = ""  # videos: jsonl of {"video": path, "caption": text}
     vae: str = ""  # VAE checkpoint that encodes shapes/videos on the fly; "" = an untrained VAE (tests)
     heldout: int = 64  # videos/latents: the last examples, held out (shapes has its own held-out split)
+    # Latent frames per clip (encoded whole); 0 = buffer.frames. Longer clips train on a window of
+    # buffer.frames at an offset drawn per example, so that the model also learns the steady-state
+    # latents a stream carries, not only windows that open with a video's causal first latent.
+    clip_latents: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -363,6 +390,7 @@ class DataConfig:
             )
         _check_range("data.fps", self.fps, 1)
         _check_range("data.prompt_dropout", self.prompt_dropout, 0.0, 1.0)
+        _check_range("data.clip_latents", self.clip_latents, 0)
 
 
 # Token-state widths of the built-in text encoders.
@@ -385,6 +413,23 @@ class TextConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """``streamdit demo``: the StreamDiT trains on ``clips`` encoded shapes scenes (the VAE's latents),
+    then streams ``prompts`` held-out schedules of ``segments`` prompts, ``seconds`` each, and scores them."""
+
+    clips: int = 2048
+    prompts: int = 4
+    segments: int = 4  # prompts per schedule: segments - 1 prompt changes
+    seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        _check_range("demo.clips", self.clips, 2)
+        _check_range("demo.prompts", self.prompts, 1)
+        _check_range("demo.segments", self.segments, 1)
+        _check_range("demo.seconds", self.seconds, 0.0, open_low=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """Everything a run needs. Build it with :func:`load`; never mutate it."""
 
@@ -399,6 +444,7 @@ class Config:
     vae_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     text: TextConfig = dataclasses.field(default_factory=TextConfig)
+    demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
     seed: int = 0
 
     @property
@@ -438,12 +484,34 @@ class Config:
             )
         _validate_buffer(self.buffer, self.rollout)
         _validate_grid(self)
+        if self.data.clip_latents and self.data.clip_latents < self.buffer.frames:
+            _fail(
+                "data.clip_latents",
+                f"{self.data.clip_latents} latent frames cannot hold a buffer of {self.buffer.frames}",
+                f"use 0 (the buffer's length) or at least {self.buffer.frames}",
+            )
+        crop, s = self.vae_train.crop, self.autoencoder.spatial_compression
+        fits = all(c % s == 0 and 0 < c <= r for c, r in zip(crop, self.data.resolution, strict=True))
+        if any(crop) and not fits:
+            _fail(
+                "vae_train.crop",
+                f"{crop} is not a positive multiple of the VAE's {s}x compression within data.resolution "
+                f"{self.data.resolution}",
+                f"use multiples of {s} up to the resolution, or (0, 0) for whole frames",
+            )
         step = self.autoencoder.temporal_compression
         if (self.vae_train.frames - 1) % step:
             _fail(
                 "vae_train.frames",
                 f"{self.vae_train.frames} frames is not 1 + {step}k (the causal VAE encodes frame 0 alone)",
                 f"use e.g. {1 + step * max(1, (self.vae_train.frames - 1) // step)}",
+            )
+        if self.vae_train.context % step or (self.vae_train.context and self.vae_train.frames == 1):
+            _fail(
+                "vae_train.context",
+                f"{self.vae_train.context} context frames after {self.vae_train.frames}-frame starts: the "
+                f"context must be a multiple of {step} (whole latent frames) and the starts longer than 1",
+                f"use e.g. {step * max(1, self.vae_train.context // step)} with vae_train.frames=9, or 0",
             )
 
 

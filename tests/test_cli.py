@@ -1,6 +1,5 @@
-"""The streamdit command: summary, convert (round trip through an Orbax checkpoint), demo, errors."""
+"""The streamdit command: summary, convert (round trip through an Orbax checkpoint), errors."""
 
-import json
 import subprocess
 import sys
 
@@ -33,13 +32,6 @@ def test_summary_of_the_4b_preset_prints_the_parameter_count():
 def test_bad_config_exits_with_a_message(capsys):
     assert main(["summary", "--config", "tiny", "--config.model.num_heads=5"]) == 2
     assert "model.num_heads" in capsys.readouterr().err
-
-
-def test_demo_runs_a_jitted_forward(tmp_path, capsys):
-    assert main(["demo", "--config", "tiny", "--workdir", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "forward.json").read_text())
-    assert report["velocity_finite"] and report["velocity_shape"] == [8, 8, 8, 8, 16]
-    assert "parameters: " in (tmp_path / "summary.txt").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -162,3 +162,76 @@ def test_video_folders_train_on_the_fly_skipping_bad_files(dataset, caplog):
     # Only the two readable videos (a.mp4, b.gif) feed training: every example is one of their clips.
     readable = {source.train[i]["caption"] for i in range(len(source.train))}
     assert readable <= {json.loads(line)["caption"] for line in captions.read_text().splitlines()[:2]}
+
+
+def test_encode_shapes_batches_across_scenes_in_order(dataset, tmp_path, capsys):
+    from streamdit_jax.checkpoint import restore_vae
+
+    root = dataset[0]
+    out = tmp_path / "shapes"
+    args = ["encode", "--config", "tiny", "--shapes", "5", "--vae", str(root / "vae"), "--out", str(out)]
+    assert main([*args, "--videos-per-shard", "3", "--batch", "2"]) == 0
+    assert "5 clips from 5 videos" in capsys.readouterr().out
+    shards = LatentShards(out)
+    frames = clip_frames(TINY)
+    scenes = ShapesDataset(TINY.data.resolution, TINY.data.fps, frames, seed=TINY.seed, split="train")
+    vae = restore_vae(root / "vae")
+    want = np.asarray(jax.jit(vae.encode)(np.stack([scenes[i]["video"] for i in range(5)])))
+    for i in range(5):  # batches of 2 span scenes and shards; the last one is padded
+        record = shards[i]
+        assert record["video"] == f"shapes/train/{i}" and record["caption"] == scenes[i]["caption"]
+        np.testing.assert_allclose(np.asarray(record["latents"], np.float32), want[i], rtol=2e-3, atol=2e-3)
+
+
+def test_encode_takes_videos_or_shapes_not_both(dataset, tmp_path, capsys):
+    root, captions, videos = dataset
+    assert _encode(root, captions, videos, tmp_path / "x", "--shapes", "3") != 0
+    assert "either --videos DIR --captions FILE, or --shapes N" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_long_clips_train_on_windows_at_drawn_offsets(dataset, tmp_path):
+    """data.clip_latents > buffer.frames: encode writes whole long clips; training examples are windows
+    of the buffer's length at offsets drawn per position (every offset occurs), the same from the
+    latents shards as from the on-the-fly shapes source."""
+    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.data.training import ExampleSource, window_offset
+    from streamdit_jax.text import build_encoder
+
+    root = dataset[0]
+    out = tmp_path / "long"
+    args = ["encode", "--config", "tiny", "--shapes", "6", "--vae", str(root / "vae"), "--out", str(out)]
+    assert main([*args, "--config.data.clip_latents=11"]) == 0
+    assert LatentShards(out)[0]["latents"].shape == (11, 8, 8, 16)
+    cfg = config_lib.load(
+        "tiny", ["data.source=latents", f"data.path={out}", "data.clip_latents=11", "data.heldout=1"]
+    )
+    source = ExampleSource(cfg, None, None)
+    offsets = {window_offset(cfg.seed, p, 11, 8) for p in range(64)}
+    assert offsets == {0, 1, 2, 3}
+    for position in range(6):
+        record = LatentShards(out)[position % 5]
+        example = source._latent_window(record, position)
+        o = window_offset(cfg.seed, position, 11, 8)
+        np.testing.assert_array_equal(
+            example["latents"], np.asarray(record["latents"], np.float32)[o : o + 8]
+        )
+    batch = next(iter(source.train_batches(4, seed=0, process=0, processes=1)))
+    assert batch["latents"].shape == (4, 8, 8, 8, 16)
+
+    # On the fly: the whole 41-frame clip is encoded and each example keeps its window.
+    vae = restore_vae(root / "vae")
+    shapes_cfg = config_lib.load("tiny", ["data.clip_latents=11"])
+    assert clip_frames(shapes_cfg) == 41
+    on_the_fly = ExampleSource(shapes_cfg, vae, build_encoder(shapes_cfg.text))
+    examples = [on_the_fly._video_and_caption(on_the_fly.train[i], i) for i in range(2)]
+    encoded = on_the_fly.encode({k: np.stack([e[k] for e in examples]) for k in examples[0]})
+    whole = np.asarray(jax.jit(vae.encode)(np.stack([e["video"] for e in examples])))
+    for i, e in enumerate(examples):
+        o = int(e["offset"])
+        np.testing.assert_allclose(encoded["latents"][i], whole[i, o : o + 8], atol=1e-5)
+
+
+def test_clips_shorter_than_the_buffer_are_a_config_error():
+    with pytest.raises(config_lib.ConfigError, match=r"data\.clip_latents.*at least 8"):
+        config_lib.load("tiny", ["data.clip_latents=5"])

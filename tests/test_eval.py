@@ -143,3 +143,17 @@ def test_heldout_prompts_are_unseen_and_parse_back_to_their_factors():
             assert parse_prompt(text) == ask, text
     with pytest.raises(ConfigError, match="names no shape"):
         parse_prompt("a red thing moving left")
+
+
+def test_truth_scores_a_held_out_schedule_on_its_true_video():
+    """The ceiling reported beside a model's scores: the held-out scene rendered at the stream's length
+    and scored like a stream, near-perfect; a schedule of one's own has none."""
+    from streamdit_jax.eval.run import heldout_prompts, prompts_from_schedule, truth
+
+    prompt = heldout_prompts(1, seconds=30, segments=4)[0]
+    scores = truth(prompt, 240, FPS, (64, 64), list(range(0, 240, 8)))
+    assert [s["start"] for s in scores["segments"]] == [0, 60, 120, 180]
+    assert scores["adherence"]["colour"] >= 0.99 and scores["consistency"]["identity"] >= 0.99
+    assert 0.7 <= scores["seam_ratio"] <= 1.3
+    own = prompts_from_schedule("own", [(0.0, "a red circle moving left")])
+    assert truth(own, 240, FPS, (64, 64), [0]) is None

@@ -98,9 +98,9 @@ def test_partition_spec_snapshot():
 
 
 def test_a_mesh_that_cannot_split_a_parameter_is_a_config_error():
-    small = config_lib.load("small", num_devices=8)  # 3 heads
+    three = config_lib.load("small", ["model.width=192", "model.num_heads=3"], num_devices=8)
     with pytest.raises(ConfigError, match=r"'mesh.shape'.*has 3 along logical axis 'heads'.* = 2 devices"):
-        init_params(small.model, jax.random.key(0), _mesh((1, 2, 2, 2)), small.mesh.rules)
+        init_params(three.model, jax.random.key(0), _mesh((1, 2, 2, 2)), three.mesh.rules)
 
 
 def test_rules_that_reuse_a_mesh_axis_are_a_config_error():

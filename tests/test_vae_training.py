@@ -61,3 +61,101 @@ def test_the_vae_learns_to_reconstruct_held_out_clips(tmp_path):
     before = trainer.evaluate()["psnr"]  # data-parallel over the 8 test devices
     after = trainer.run()["eval"]["psnr"]
     assert after > before + 2.0, (before, after)
+
+
+def test_object_weight_counts_saturated_pixels_more():
+    import jax.numpy as jnp
+
+    from streamdit_jax.autoencoder.training import reconstruction_error
+    from streamdit_jax.config import VAETrainConfig
+
+    rng = np.random.default_rng(0)
+    video = rng.uniform(-1, 1, (2, 3, 4, 4, 3)).astype(np.float32)
+    video[:, :, :2] = video[:, :, :2, :, :1]  # the top half gray (saturation 0)
+    recon = video + rng.normal(0, 0.1, video.shape).astype(np.float32)
+    saturation = (video.max(-1, keepdims=True) - video.min(-1, keepdims=True)) / 2
+    for loss, error in (("mse", np.square(recon - video)), ("l1", np.abs(recon - video))):
+        for w in (0.0, 10.0):
+            cfg = VAETrainConfig(reconstruction=loss, object_weight=w)
+            weight = 1 + w * saturation * np.ones_like(error)
+            want = (weight * error).sum() / weight.sum()
+            got = float(reconstruction_error(jnp.asarray(recon), jnp.asarray(video), cfg))
+            np.testing.assert_allclose(got, want, rtol=1e-5)
+    # With the weight, an error on the saturated half costs more than the same error on the gray half.
+    cfg = VAETrainConfig(object_weight=10.0)
+    on_gray, on_colour = video.copy(), video.copy()
+    on_gray[:, :, :2] += 0.2
+    on_colour[:, :, 2:] += 0.2
+    assert reconstruction_error(jnp.asarray(on_colour), jnp.asarray(video), cfg) > 2 * reconstruction_error(
+        jnp.asarray(on_gray), jnp.asarray(video), cfg
+    )
+
+
+def test_crops_hold_an_object_and_are_reproducible():
+    from streamdit_jax.eval.detect import SATURATION
+
+    cfg = config_lib.load("tiny", ["vae_train.crop=(32,32)", "vae_train.frames=17"])
+    task = VAETask(cfg)
+    for position in range(12):
+        example = task.train_source[position]
+        crop = task._cropped(example, position)["video"]
+        assert crop.shape == (17, 32, 32, 3)
+        again = task._cropped(example, position)["video"]
+        np.testing.assert_array_equal(crop, again)
+        rgb = (crop + 1) / 2
+        assert ((rgb.max(-1) - rgb.min(-1)) > SATURATION).any(), position  # some object pixels
+
+
+def test_a_crop_the_vae_cannot_take_is_a_config_error():
+    from streamdit_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"vae_train\.crop"):
+        config_lib.load("tiny", ["vae_train.crop=(30,32)"])
+    with pytest.raises(ConfigError, match=r"vae_train\.crop"):
+        config_lib.load("tiny", ["vae_train.crop=(32,72)"])
+
+
+def test_context_frames_carry_the_caches_and_only_the_trained_parts_count():
+    """vae_train.context: the loss equals an independent computation over the whole clip (one encode,
+    one decode of [sampled start, posterior-mean context, sampled steady part]) restricted to the
+    trained frames; and no gradient reaches the context's reconstruction."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from streamdit_jax.autoencoder import VideoVAE
+    from streamdit_jax.autoencoder.training import reconstruction_error
+
+    cfg = config_lib.load("tiny", ["vae_train.frames=5", "vae_train.context=8", "vae_train.object_weight=2"])
+    assert cfg.vae_train.clip_frames == 5 + 8 + 4
+    task = VAETask(cfg)
+    vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0))
+    for path, x in nnx.to_flat_state(nnx.state(vae, nnx.Param)):  # every weight non-zero
+        x.set_value(x.get_value() + 0.02 * jax.random.normal(jax.random.key(len(path)), x.get_value().shape))
+    video = jnp.asarray(np.stack([task.train_source[i]["video"][:, :16, :32] for i in range(2)]))
+    assert video.shape[1] == 17
+    key = jax.random.key(3)
+    loss_fn = nnx.jit(lambda model, v: task.loss(model, {"video": v}, key)[0])
+
+    @nnx.jit
+    def reference(model, video):
+        mean, logvar = model.posterior(video)  # latent frames: 2 (start), 2 (context), 1 (steady part)
+
+        def sampled(part, a, b):  # the trained parts' posterior samples, with the loss's noise keys
+            noise = jax.random.normal(jax.random.fold_in(key, part), mean[:, a:b].shape)
+            return mean[:, a:b] + jnp.exp(0.5 * logvar[:, a:b]) * noise
+
+        sample = jnp.concatenate([sampled(0, 0, 2), mean[:, 2:4], sampled(2, 4, 5)], axis=1)
+        recon, _ = model.decode_raw(sample)
+        trained = np.r_[0:5, 13:17]
+        kl_mean, kl_logvar = mean[:, np.r_[0:2, 4:5]], logvar[:, np.r_[0:2, 4:5]]
+        kl = 0.5 * jnp.mean(jnp.square(kl_mean) + jnp.exp(kl_logvar) - 1.0 - kl_logvar)
+        error = reconstruction_error(recon[:, trained], video[:, trained], cfg.vae_train)
+        return error + cfg.vae_train.kl_weight * kl
+
+    np.testing.assert_allclose(float(loss_fn(vae, video)), float(reference(vae, video)), rtol=1e-4)
+
+    # The context runs without gradients: its pixels get none, the trained parts' pixels do.
+    grad = nnx.jit(lambda model, v: jax.grad(lambda u: task.loss(model, {"video": u}, key)[0])(v))(vae, video)
+    assert float(jnp.abs(grad[:, 5:13]).max()) == 0.0
+    assert float(jnp.abs(grad[:, :5]).max()) > 0 and float(jnp.abs(grad[:, 13:]).max()) > 0

@@ -36,12 +36,13 @@ class Conv(nnx.Module):
         padding: tuple[tuple[int, int], tuple[int, int]] | None = None,
         rngs: nnx.Rngs,
         dtype: jnp.dtype = jnp.float32,
+        zero_init: bool = False,
     ):
         self.kernel_size = tuple(kernel)
         self.stride = tuple(stride)
         kh, kw = kernel[1], kernel[2]
         self.padding = padding if padding is not None else ((kh // 2, kh // 2), (kw // 2, kw // 2))
-        init = nnx.with_partitioning(_CONV_INIT, (None,) * 5)
+        init = nnx.with_partitioning(nnx.initializers.zeros_init() if zero_init else _CONV_INIT, (None,) * 5)
         self.kernel = nnx.Param(init(rngs.params(), (*kernel, channels_in, channels_out), jnp.float32))
         zeros = nnx.with_partitioning(nnx.initializers.zeros_init(), (None,))
         self.bias = nnx.Param(zeros(rngs.params(), (channels_out,), jnp.float32))
@@ -94,13 +95,16 @@ class RMSNorm(nnx.Module):
 
 
 class ResidualBlock(nnx.Module):
-    """RMSNorm -> SiLU -> causal conv -> RMSNorm -> SiLU -> causal conv, plus a (1x1x1) shortcut."""
+    """RMSNorm -> SiLU -> causal conv -> RMSNorm -> SiLU -> causal conv, plus a (1x1x1) shortcut.
+
+    The second conv starts at zero, so every block starts as its shortcut (trained from scratch, the
+    VAE learns faster so; converted weights replace it)."""
 
     def __init__(self, channels_in: int, channels_out: int, *, rngs: nnx.Rngs, dtype: jnp.dtype):
         self.norm1 = RMSNorm(channels_in, rngs=rngs)
         self.conv1 = Conv(channels_in, channels_out, rngs=rngs, dtype=dtype)
         self.norm2 = RMSNorm(channels_out, rngs=rngs)
-        self.conv2 = Conv(channels_out, channels_out, rngs=rngs, dtype=dtype)
+        self.conv2 = Conv(channels_out, channels_out, rngs=rngs, dtype=dtype, zero_init=True)
         self.conv_shortcut = (
             Conv(channels_in, channels_out, (1, 1, 1), rngs=rngs, dtype=dtype)
             if channels_in != channels_out
@@ -116,12 +120,13 @@ class ResidualBlock(nnx.Module):
 
 
 class AttentionBlock(nnx.Module):
-    """Single-head self-attention over the pixels of each frame (no temporal state)."""
+    """Single-head self-attention over the pixels of each frame (no temporal state); starts as the
+    identity (zero output projection)."""
 
     def __init__(self, channels: int, *, rngs: nnx.Rngs, dtype: jnp.dtype):
         self.norm = RMSNorm(channels, rngs=rngs)
         self.to_qkv = Conv(channels, 3 * channels, (1, 1, 1), rngs=rngs, dtype=dtype)
-        self.proj = Conv(channels, channels, (1, 1, 1), rngs=rngs, dtype=dtype)
+        self.proj = Conv(channels, channels, (1, 1, 1), rngs=rngs, dtype=dtype, zero_init=True)
 
     def __call__(self, x: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         b, t, h, w, c = x.shape

@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.autoencoder.vae import VideoVAE
-from streamdit_jax.config import Config
+from streamdit_jax.config import Config, VAETrainConfig
 from streamdit_jax.data import pipeline
 from streamdit_jax.data.shapes import ShapesDataset
 from streamdit_jax.sharding import axes
@@ -19,6 +19,15 @@ def psnr(reconstruction: jax.Array, video: jax.Array) -> jax.Array:
     """PSNR in dB of videos in [-1, 1], per video [B]."""
     mse = jnp.mean(jnp.square((jnp.clip(reconstruction, -1, 1) - video) / 2.0), axis=(1, 2, 3, 4))
     return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+
+
+def reconstruction_error(reconstruction: jax.Array, video: jax.Array, cfg: VAETrainConfig) -> jax.Array:
+    """Mean per-pixel error (squared or absolute), each pixel weighted by 1 + object_weight * saturation."""
+    difference = reconstruction - video
+    error = jnp.square(difference) if cfg.reconstruction == "mse" else jnp.abs(difference)
+    saturation = (jnp.max(video, axis=-1, keepdims=True) - jnp.min(video, axis=-1, keepdims=True)) / 2.0
+    weight = 1.0 + cfg.object_weight * saturation
+    return jnp.mean(weight * error) / jnp.mean(weight)
 
 
 @nnx.jit
@@ -32,23 +41,46 @@ class VAETask:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.model_config = cfg.autoencoder
-        shape = dict(resolution=cfg.data.resolution, fps=cfg.data.fps, frames=cfg.vae_train.frames)
-        self.train_source = ShapesDataset(**shape, seed=cfg.seed, split="train")
-        self.eval_source = ShapesDataset(**shape, seed=cfg.seed + 1, split="heldout")
+        frames = cfg.vae_train.clip_frames
+        self.train_source = ShapesDataset(cfg.data.resolution, cfg.data.fps, frames, seed=cfg.seed)
+        self.eval_source = self.heldout_clips(frames)
+
+    def heldout_clips(self, frames: int) -> ShapesDataset:
+        """The held-out scenes (their own seed, unseen colour/motion pairs and wordings) as clips of
+        ``frames`` frames."""
+        cfg = self.cfg.data
+        return ShapesDataset(cfg.resolution, cfg.fps, frames, seed=self.cfg.seed + 1, split="heldout")
 
     def build(self, rngs: nnx.Rngs) -> VideoVAE:
         return VideoVAE(self.cfg.autoencoder, rngs=rngs)
 
     def loss(self, model: VideoVAE, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
+        """The loss of the trained parts of each clip: its start (``vae_train.frames``) and, with a
+        ``vae_train.context``, the frames after the context, which runs without gradients (the causal
+        caches carry it)."""
+        cfg = self.cfg.vae_train
         video = batch["video"]
-        mean, logvar = model.posterior(video)
-        sample = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
-        reconstruction, _ = model.decode_raw(sample)
+        parts = [video[:, : cfg.frames]]
+        if cfg.context:
+            parts += [video[:, cfg.frames : cfg.frames + cfg.context], video[:, cfg.frames + cfg.context :]]
+        caches, outputs = (None, None), []
+        for i, part in enumerate(parts):
+            mean, logvar, encoder_cache = model.posterior_chunk(part, caches[0])
+            if i == 1:  # the context: no sampling, no loss, no gradients
+                _, decoder_cache = model.decode_raw(mean, caches[1])
+                caches = jax.lax.stop_gradient((encoder_cache, decoder_cache))
+                continue
+            noise = jax.random.normal(jax.random.fold_in(key, i), mean.shape)
+            reconstruction, decoder_cache = model.decode_raw(mean + jnp.exp(0.5 * logvar) * noise, caches[1])
+            caches = (encoder_cache, decoder_cache)
+            outputs.append((part, reconstruction, mean, logvar))
+        trained = [jnp.concatenate(x, axis=1) for x in zip(*outputs, strict=True)]
+        video, reconstruction, mean, logvar = trained
         l1 = jnp.mean(jnp.abs(reconstruction - video))
         mse = jnp.mean(jnp.square(reconstruction - video))
         kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
-        error = mse if self.cfg.vae_train.reconstruction == "mse" else l1
-        loss = error + self.cfg.vae_train.kl_weight * kl
+        error = reconstruction_error(reconstruction, video, cfg)
+        loss = error + cfg.kl_weight * kl
         return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": jnp.mean(psnr(reconstruction, video))}
 
     def evaluate(self, model: VideoVAE, batch: dict) -> dict:
@@ -69,8 +101,22 @@ class VAETask:
         del position
         return {"video": example["video"]}
 
+    def _cropped(self, example: dict, position: int) -> dict[str, np.ndarray]:
+        """A ``vae_train.crop`` of the clip around one of its objects (at a random frame, up to a quarter
+        of the crop off centre), drawn from (seed, position): reproducible on resume."""
+        video = example["video"]
+        (h, w), (height, width) = self.cfg.vae_train.crop, video.shape[1:3]
+        if not h or (h, w) == (height, width):
+            return {"video": video}
+        rng = np.random.default_rng([self.cfg.seed, position])
+        factors = example["factors"]
+        frame, slot = rng.integers(len(video)), rng.choice(np.flatnonzero(factors["present"]))
+        centre = factors["position"][frame, slot] * (height, width) + rng.uniform(-0.25, 0.25, 2) * (h, w)
+        y, x = np.clip(np.round(centre - (h / 2, w / 2)).astype(int), 0, (height - h, width - w))
+        return {"video": video[:, y : y + h, x : x + w]}
+
     def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
-        return pipeline.train_batches(self.train_source, self._video, batch_size, seed, process, processes)
+        return pipeline.train_batches(self.train_source, self._cropped, batch_size, seed, process, processes)
 
     def eval_batches(self, batch_size: int, count: int, process: int, processes: int) -> list[dict]:
         return pipeline.fixed_batches(self.eval_source, self._video, batch_size, count, process, processes)
@@ -89,13 +135,20 @@ def _reconstruct(model: VideoVAE, video: jax.Array) -> jax.Array:
     return jnp.clip(model.decode_raw(model.posterior(video)[0])[0], -1.0, 1.0)
 
 
-def evaluate_vae(vae: VideoVAE, cfg: Config, clips: int) -> tuple[dict[str, float], np.ndarray]:
-    """Held-out PSNR of ``vae`` on the first ``clips`` held-out clips the trainer evaluates on: overall and
-    per background; and an image [rows of original over reconstruction, frames 0, mid, last] in [-1, 1]."""
+def evaluate_vae(
+    vae: VideoVAE, cfg: Config, clips: int, frames: int | None = None
+) -> tuple[dict[str, float], np.ndarray]:
+    """Held-out PSNR of ``vae`` on the first ``clips`` held-out clips the trainer evaluates on (or on
+    clips of ``frames`` frames of the same scenes): overall, per background, and ``objects_found``, the
+    share of objects (at least 98% visible) whose colour the shapes detector finds in the reconstructed
+    frame. Also an image [rows of original over reconstruction, frames 0, mid, last] in [-1, 1]."""
     from streamdit_jax.data.shapes import BACKGROUNDS
+    from streamdit_jax.eval.detect import detect
 
-    source = VAETask(cfg).eval_source
+    task = VAETask(cfg)
+    source = task.eval_source if frames is None else task.heldout_clips(frames)
     scores: dict[str, list[float]] = {}
+    found = []
     rows = []
     for i in range(clips):
         item = source[i]
@@ -104,9 +157,15 @@ def evaluate_vae(vae: VideoVAE, cfg: Config, clips: int) -> tuple[dict[str, floa
         score = float(psnr(jnp.asarray(reconstruction), jnp.asarray(video))[0])
         scores.setdefault(BACKGROUNDS[int(item["factors"]["background"])], []).append(score)
         scores.setdefault("all", []).append(score)
+        factors, detected = item["factors"], detect(reconstruction[0]).present
+        seen = factors["present"][None] & (factors["visibility"] >= 0.98)
+        t, n = np.nonzero(seen)
+        found.append(detected[t, factors["colour"][t, n]])
         if i < 6:
-            frames = (0, video.shape[1] // 2, video.shape[1] - 1)
+            shown = (0, video.shape[1] // 2, video.shape[1] - 1)
             rows.append(
-                np.concatenate([np.concatenate([video[0, t], reconstruction[0, t]]) for t in frames], 1)
+                np.concatenate([np.concatenate([video[0, t], reconstruction[0, t]]) for t in shown], 1)
             )
-    return {name: float(np.mean(values)) for name, values in scores.items()}, np.concatenate(rows, 1)
+    out = {name: float(np.mean(values)) for name, values in scores.items()}
+    out["objects_found"] = float(np.concatenate(found).mean())
+    return out, np.concatenate(rows, 1)

@@ -18,6 +18,8 @@ from flax import nnx
 from streamdit_jax.autoencoder.layers import AttentionBlock, Cache, Conv, Resample, ResidualBlock, RMSNorm
 from streamdit_jax.config import AutoencoderConfig
 
+INITIAL_LOGVAR = -8.0  # posterior std 0.018 at initialisation
+
 
 class LatentStatistic(nnx.Variable):
     """Per-channel latent mean/std: part of the model's state, never trained by the optimizer."""
@@ -125,6 +127,11 @@ class VideoVAE(nnx.Module):
             self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype)
             self.quant_conv = Conv(2 * cfg.latent_channels, 2 * cfg.latent_channels, (1, 1, 1), rngs=rngs,
                                    dtype=dtype)  # fmt: skip
+            # The posterior starts nearly deterministic (log-variance INITIAL_LOGVAR): with a unit-variance
+            # start the decoder's input is half noise for hundreds of steps, since the tiny KL weight and
+            # the reconstruction gradient move the log-variance only slowly.
+            bias = self.quant_conv.bias[...]
+            self.quant_conv.bias[...] = bias.at[cfg.latent_channels :].set(INITIAL_LOGVAR)
             self.post_quant_conv = Conv(cfg.latent_channels, cfg.latent_channels, (1, 1, 1), rngs=rngs,
                                         dtype=dtype)  # fmt: skip
             self.decoder = Decoder(cfg, rngs=rngs, dtype=dtype)
@@ -149,10 +156,16 @@ class VideoVAE(nnx.Module):
         step = self.cfg.spatial_compression
         if video.shape[2] % step or video.shape[3] % step:
             raise ValueError(f"video height and width must be multiples of {step}, got {video.shape[2:4]}")
-        h, _ = self.encoder(video)
+        mean, logvar, _ = self.posterior_chunk(video)
+        return mean, logvar
+
+    def posterior_chunk(self, video: jax.Array, cache: Cache = None) -> tuple[jax.Array, jax.Array, Cache]:
+        """Raw posterior mean and log-variance of one chunk of a stream (``cache`` None for the first),
+        and the encoder's causal cache for the next chunk."""
+        h, cache = self.encoder(video, cache)
         h, _ = self.quant_conv(h)
         mean, logvar = jnp.split(h, 2, axis=-1)
-        return mean, jnp.clip(logvar, -30.0, 20.0)
+        return mean, jnp.clip(logvar, -30.0, 20.0), cache
 
     def normalize(self, latents: jax.Array) -> jax.Array:
         return (latents - self.latents_mean[...]) / self.latents_std[...]
@@ -236,7 +249,5 @@ class StreamingEncoder(_CachedStream):
 
     @staticmethod
     def _chunk(model: VideoVAE, video: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-        h, cache = model.encoder(video, cache)
-        h, _ = model.quant_conv(h)
-        mean, _ = jnp.split(h, 2, axis=-1)
+        mean, _, cache = model.posterior_chunk(video, cache)
         return model.normalize(mean), cache

@@ -1,7 +1,8 @@
 """``streamdit encode``: a folder of captioned videos -> ArrayRecord shards of latents + text states.
 
 Videos are resampled to the preset's frame rate, resized and centre-cropped to its resolution, and cut
-into clips as long as its latent buffer (1 + 4(B - 1) frames). Shard k holds the clips of videos
+into clips of F = ``data.clip_latents`` latent frames (1 + 4(F - 1) frames; by default F is the latent
+buffer's length). Shard k holds the clips of videos
 [k*S, (k+1)*S) of the caption file; process p of P writes shards p, p + P, ... A shard is written under a
 temporary name and renamed when complete, with a manifest beside it, so a rerun skips finished shards.
 Unreadable and too-short videos are skipped, each with a log line, and counted.
@@ -98,9 +99,14 @@ def fit_frame(frame: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
     return np.asarray(image, np.float32)[top : top + height, left : left + width] / 127.5 - 1.0
 
 
+def clip_latents(cfg: Config) -> int:
+    """Latent frames per clip: ``data.clip_latents``, or the buffer's length when that is 0."""
+    return cfg.data.clip_latents or cfg.buffer.frames
+
+
 def clip_frames(cfg: Config) -> int:
-    """Video frames per clip: enough for the latent buffer (the causal first frame, then 4 per latent)."""
-    return 1 + cfg.autoencoder.temporal_compression * (cfg.buffer.frames - 1)
+    """Video frames per clip: the causal first frame, then 4 per further latent frame."""
+    return 1 + cfg.autoencoder.temporal_compression * (clip_latents(cfg) - 1)
 
 
 @nnx.jit
@@ -110,18 +116,36 @@ def encode_clips(vae: VideoVAE, clips: jax.Array) -> jax.Array:
 
 
 class ClipEncoder:
-    """Encodes clips in fixed batches of ``batch`` (one compilation), padding the last one."""
+    """Encodes clips in fixed batches of ``batch`` (one compilation): ``add`` queues clips with their
+    records and returns the records whose latents are ready; ``flush`` pads and encodes the rest."""
 
     def __init__(self, vae: VideoVAE, batch: int):
         self.vae, self.batch = vae, batch
+        self.pending: list[tuple[dict[str, Any], np.ndarray]] = []
 
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
-        outputs = []
-        for start in range(0, len(clips), self.batch):
-            part = clips[start : start + self.batch]
-            padded = np.concatenate([part, np.zeros((self.batch - len(part), *part.shape[1:]), part.dtype)])
-            outputs.append(np.asarray(encode_clips(self.vae, jnp.asarray(padded)))[: len(part)])
-        return np.concatenate(outputs)
+    def add(self, record: dict[str, Any], clip: np.ndarray) -> list[dict[str, Any]]:
+        self.pending.append((record, clip))
+        return self._encode(self.batch) if len(self.pending) >= self.batch else []
+
+    def flush(self) -> list[dict[str, Any]]:
+        return self._encode(len(self.pending)) if self.pending else []
+
+    def _encode(self, count: int) -> list[dict[str, Any]]:
+        part, self.pending = self.pending[:count], self.pending[count:]
+        clips = np.stack([clip for _, clip in part])
+        padded = np.concatenate([clips, np.zeros((self.batch - count, *clips.shape[1:]), clips.dtype)])
+        latents = np.asarray(encode_clips(self.vae, jnp.asarray(padded)))[:count].astype(np.float16)
+        return [{**record, "latents": z} for (record, _), z in zip(part, latents, strict=True)]
+
+
+@dataclass
+class Item:
+    """One source video's clips [n, T, H, W, 3] in [-1, 1] and caption, or why it is skipped."""
+
+    name: str
+    caption: str
+    clips: np.ndarray | None
+    reason: str = ""
 
 
 def encode_videos(
@@ -136,7 +160,55 @@ def encode_videos(
     processes: int = 1,
     progress: bool = True,
 ) -> EncodeReport:
-    """Writes this process's shards of ``entries`` to ``out``; returns what it wrote and skipped."""
+    """Writes this process's shards of ``entries`` (video, caption) to ``out``."""
+    length = clip_frames(cfg)
+
+    def load(index: int) -> Item:
+        path, caption = entries[index]
+        clips, reason = _clips(path, cfg, length)
+        return Item(str(path), caption, clips, reason)
+
+    return write_shards(
+        out, len(entries), load, vae, text_encoder, videos_per_shard, batch, process, processes, progress
+    )
+
+
+def encode_shapes(
+    cfg: Config,
+    count: int,
+    out: str | Path,
+    vae: VideoVAE,
+    text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
+    videos_per_shard: int = 256,
+    batch: int = 8,
+    progress: bool = True,
+) -> EncodeReport:
+    """Writes ``count`` clips of the shapes training split (``cfg.seed``), one per scene, to ``out``."""
+    from streamdit_jax.data.shapes import ShapesDataset
+
+    scenes = ShapesDataset(cfg.data.resolution, cfg.data.fps, clip_frames(cfg), seed=cfg.seed, split="train")
+
+    def load(index: int) -> Item:
+        item = scenes[index]
+        return Item(f"shapes/train/{index}", item["caption"], item["video"][None])
+
+    return write_shards(out, count, load, vae, text_encoder, videos_per_shard, batch, 0, 1, progress)
+
+
+def write_shards(
+    out: str | Path,
+    count: int,
+    load: Callable[[int], Item],
+    vae: VideoVAE,
+    text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
+    videos_per_shard: int,
+    batch: int,
+    process: int = 0,
+    processes: int = 1,
+    progress: bool = True,
+) -> EncodeReport:
+    """Encodes items ``0 .. count - 1`` (``load(i)``) into shards of ``videos_per_shard`` items in
+    ``out``; process p of P writes shards p, p + P, ...; complete shards are skipped."""
     from array_record.python.array_record_module import ArrayRecordWriter
     from tqdm import tqdm
 
@@ -147,9 +219,8 @@ def encode_videos(
         tokens, mask = text_encoder([""])
         np.savez(empty, text=np.asarray(tokens[0], np.float16), text_mask=np.asarray(mask[0], bool))
     report = EncodeReport()
-    encode = ClipEncoder(vae, batch)
-    length = clip_frames(cfg)
-    shards = range(process, math.ceil(len(entries) / videos_per_shard), processes)
+    encoder = ClipEncoder(vae, batch)
+    shards = range(process, math.ceil(count / videos_per_shard), processes)
     bar = tqdm(total=len(shards) * videos_per_shard, desc="encode", disable=not progress, dynamic_ncols=True)
     for shard in shards:
         name = f"shard-{shard:05d}"
@@ -162,29 +233,24 @@ def encode_videos(
         writer = ArrayRecordWriter(str(temporary), "group_size:1")
         # captions: the record (within this shard) of each caption's first clip, for PrecomputedText.
         counts: dict[str, Any] = {"videos": 0, "clips": 0, "skipped": [], "captions": {}}
-        for path, caption in entries[shard * videos_per_shard : (shard + 1) * videos_per_shard]:
+        for index in range(shard * videos_per_shard, min((shard + 1) * videos_per_shard, count)):
             bar.update(1)
-            clips, reason = _clips(path, cfg, length)
-            if reason:
-                log.warning("skipped %s: %s", path, reason)
-                counts["skipped"].append({"video": str(path), "reason": reason})
+            item = load(index)
+            if item.reason:
+                log.warning("skipped %s: %s", item.name, item.reason)
+                counts["skipped"].append({"video": item.name, "reason": item.reason})
                 continue
-            latents = encode(clips).astype(np.float16)
-            tokens, mask = text_encoder([caption])
+            tokens, mask = text_encoder([item.caption])
             text, text_mask = np.asarray(tokens[0], np.float16), np.asarray(mask[0], bool)
-            counts["captions"].setdefault(caption, counts["clips"])
-            for i, clip_latents in enumerate(latents):
-                record = {
-                    "latents": clip_latents,
-                    "text": text,
-                    "text_mask": text_mask,
-                    "caption": caption,
-                    "video": str(path),
-                    "clip": i,
-                }
-                writer.write(pack(record))
+            counts["captions"].setdefault(item.caption, counts["clips"])
+            for i, clip in enumerate(item.clips):
+                record = {"text": text, "text_mask": text_mask, "caption": item.caption, "video": item.name}
+                for done in encoder.add({**record, "clip": i}, clip):
+                    writer.write(pack(done))
             counts["videos"] += 1
-            counts["clips"] += len(latents)
+            counts["clips"] += len(item.clips)
+        for done in encoder.flush():
+            writer.write(pack(done))
         writer.close()
         temporary.rename(out / f"{name}{SHARD_SUFFIX}")
         manifest.write_text(json.dumps(counts, indent=1) + "\n")

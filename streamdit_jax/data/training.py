@@ -27,7 +27,14 @@ from flax import nnx
 from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.data import DataError, pipeline
-from streamdit_jax.data.encode import clip_frames, conform, encode_clips, read_captions, read_video
+from streamdit_jax.data.encode import (
+    clip_frames,
+    clip_latents,
+    conform,
+    encode_clips,
+    read_captions,
+    read_video,
+)
 from streamdit_jax.data.latents import EMPTY_PROMPT, LatentShards, training_example
 from streamdit_jax.data.shapes import ShapesDataset
 from streamdit_jax.text import TextEncoder
@@ -35,14 +42,25 @@ from streamdit_jax.text import TextEncoder
 log = logging.getLogger(__name__)
 
 
-class BatchEncoder:
-    """A batch of videos [B, T, H, W, 3] and captions [B] -> latents, text states and masks (numpy)."""
+def window_offset(seed: int, position: int, frames: int, window: int) -> int:
+    """Where the ``window`` latent frames an example trains on start in its clip of ``frames``: drawn
+    uniformly from (seed, position), so that it is reproducible and resumable; 0 when the clip is the
+    window."""
+    if frames == window:
+        return 0
+    return int(np.random.default_rng([seed, position, 1]).integers(frames - window + 1))
 
-    def __init__(self, vae: VideoVAE, text_encoder: TextEncoder):
-        self.vae, self.text_encoder = vae, text_encoder
+
+class BatchEncoder:
+    """A batch of videos [B, T, H, W, 3], captions [B] and window offsets [B] -> latents (the ``window``
+    latent frames from each offset), text states and masks (numpy)."""
+
+    def __init__(self, vae: VideoVAE, text_encoder: TextEncoder, window: int):
+        self.vae, self.text_encoder, self.window = vae, text_encoder, window
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-        latents = encode_clips(self.vae, jnp.asarray(batch["video"]))
+        latents = np.asarray(encode_clips(self.vae, jnp.asarray(batch["video"])))
+        latents = np.stack([z[o : o + self.window] for z, o in zip(latents, batch["offset"], strict=True)])
         text, mask = self.text_encoder([str(c) for c in batch["caption"]])
         return {
             "latents": np.asarray(latents, np.float32),
@@ -105,19 +123,19 @@ class ExampleSource:
         if data.source == "latents":
             shards = _checked_shards(cfg)
             self.train, self.heldout = _split(shards, len(shards), data.heldout, str(shards.directory))
-            self.raw = training_example
+            self.raw = self._latent_window
             empty = np.load(shards.directory / EMPTY_PROMPT)
             self.empty = {"text": empty["text"].astype(np.float32), "text_mask": empty["text_mask"]}
             self.encode = None
             return
         if vae is None or text_encoder is None:
             raise ValueError(f"data.source={data.source!r} encodes on the fly: pass a VAE and a text encoder")
-        self.encode = BatchEncoder(vae, text_encoder)
+        self.encode = BatchEncoder(vae, text_encoder, cfg.buffer.frames)
         if data.source == "shapes":
             shape = dict(resolution=data.resolution, fps=data.fps, frames=clip_frames(cfg))
             self.train = ShapesDataset(**shape, seed=cfg.seed, split="train")
             self.heldout = ShapesDataset(**shape, seed=cfg.seed + 1, split="heldout")
-            self.raw = _video_and_caption
+            self.raw = self._video_and_caption
         else:  # videos
             entries = read_captions(
                 _existing(data.captions, "data.captions"), _existing(data.path, "data.path")
@@ -125,7 +143,16 @@ class ExampleSource:
             self.train, self.heldout = _split(
                 VideoClips(entries, cfg), len(entries), data.heldout, data.captions
             )
-            self.raw = _video_and_caption
+            self.raw = self._video_and_caption
+
+    def _latent_window(self, record: dict, position: int) -> dict:
+        example = training_example(record)
+        offset = window_offset(self.cfg.seed, position, len(example["latents"]), self.cfg.buffer.frames)
+        return {**example, "latents": example["latents"][offset : offset + self.cfg.buffer.frames]}
+
+    def _video_and_caption(self, example: dict, position: int) -> dict:
+        offset = window_offset(self.cfg.seed, position, clip_latents(self.cfg), self.cfg.buffer.frames)
+        return {"video": example["video"], "caption": example["caption"], "offset": np.int32(offset)}
 
     def _train_example(self, example: dict, position: int) -> dict:
         """The example, its prompt dropped (replaced by the empty one) with a draw keyed by its position."""
@@ -147,11 +174,6 @@ class ExampleSource:
         return batches if self.encode is None else [self.encode(b) for b in batches]
 
 
-def _video_and_caption(example: dict, position: int) -> dict:
-    del position
-    return {"video": example["video"], "caption": example["caption"]}
-
-
 def _existing(path: str, field: str) -> Path:
     if not path:
         raise ConfigError(
@@ -171,8 +193,9 @@ def _checked_shards(cfg: Config) -> LatentShards:
             "Fix: re-run `streamdit encode` into this folder; it writes the file and skips finished shards"
         )
     record = shards[0]
+    frames = max(len(record.get("latents", ())), cfg.buffer.frames)  # any clip holding the buffer
     expected = {
-        "latents": (*cfg.latent_grid, cfg.model.latent_channels),
+        "latents": (frames, *cfg.latent_grid[1:], cfg.model.latent_channels),
         "text": (cfg.text.max_length, cfg.model.text_width),
         "text_mask": (cfg.text.max_length,),
     }
@@ -181,7 +204,8 @@ def _checked_shards(cfg: Config) -> LatentShards:
         if got != shape:
             raise DataError(
                 f"{shards.paths[0]}: records hold {key} of shape {got}, but the config expects {shape} "
-                f"(buffer.frames, latent grid and channels, text.max_length, model.text_width). Fix: "
+                f"(at least buffer.frames, latent grid and channels, text.max_length, model.text_width). "
+                "Fix: "
                 "encode the data with this preset (`streamdit encode --config ...`) or train with the "
                 "preset that encoded it"
             )

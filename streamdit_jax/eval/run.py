@@ -31,6 +31,27 @@ class EvalPrompt:
     name: str
     schedule: tuple[tuple[float, str], ...]  # (seconds, prompt)
     asks: tuple[tuple[int, int, int], ...]  # per schedule entry
+    scene: tuple[int, int] | None = None  # (seed, index) of the held-out shapes scene it comes from
+
+
+def truth(
+    prompt: EvalPrompt, frames: int, fps: int, resolution: tuple[int, int], chunk_starts: Sequence[int]
+) -> dict | None:
+    """The metrics of the true video of a held-out prompt's scene (``frames`` long, its segments spread
+    as the schedule's), scored like a stream: what a perfect model reaches, each metric's ceiling.
+    None for a schedule of one's own."""
+    if prompt.scene is None:
+        return None
+    seed, index = prompt.scene
+    segments = len(prompt.schedule)
+    scenes = ShapesDataset(resolution, fps, frames, seed=seed, split="heldout", segments=segments)
+    item = scenes[index]
+    if tuple(item["captions"]) != tuple(text for _, text in prompt.schedule):
+        raise AssertionError(f"held-out scene {prompt.scene} no longer matches its prompt schedule")
+    video = ((item["video"] + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+    starts = [int(start) for start in item["segment_starts"]]
+    segments = [Segment(start, *ask) for start, ask in zip(starts, prompt.asks, strict=True)]
+    return evaluate(video, fps, segments, chunk_starts)
 
 
 def heldout_prompts(count: int, seconds: float, segments: int = 3, seed: int = 0) -> list[EvalPrompt]:
@@ -46,7 +67,8 @@ def heldout_prompts(count: int, seconds: float, segments: int = 3, seed: int = 0
         asks = tuple(
             (int(f["colour"][k, 0]), int(f["shape"][k, 0]), int(f["motion"][k, 0])) for k in range(segments)
         )
-        prompts.append(EvalPrompt(f"heldout-{i}", tuple(zip(at, item["captions"], strict=True)), asks))
+        schedule = tuple(zip(at, item["captions"], strict=True))
+        prompts.append(EvalPrompt(f"heldout-{i}", schedule, asks, scene=(seed, i)))
         if len(prompts) == count:
             return prompts
     raise AssertionError("the held-out split ran out of single-object scenes")
@@ -110,6 +132,8 @@ def stream_and_score(
     segments = [Segment(start, *asks[text]) for start, text in used]
     scores = evaluate(video, streamer.fps, segments, starts)
     scores["prompts"] = [{"from_frame": start, "prompt": text} for start, text in used]
+    scores["frames"] = len(video)
+    scores["truth"] = truth(prompt, len(video), streamer.fps, model.cfg.data.resolution, starts)
     return scores, video
 
 
@@ -121,18 +145,32 @@ def run_eval(
     scheme: Scheme | None = None,
     cfg_scale: float | None = None,
     seed: int = 0,
+    video_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict:
-    """Streams and scores every prompt; writes eval.json, eval.md and PNG plots into ``out_dir``."""
+    """Streams and scores every prompt; writes eval.json, eval.md and PNG plots into ``out_dir``, and
+    each stream as ``<name>.mp4`` into ``video_dir`` when given. Held-out prompts are also scored on
+    their scenes' true videos (``truth_summary``): the metrics' ceilings."""
+    from tqdm import tqdm
+
+    from streamdit_jax.stream.video import VideoSink
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results, strips = {}, {}
-    for prompt in prompts:
+    for prompt in tqdm(prompts, desc="eval streams", disable=not progress, dynamic_ncols=True):
         results[prompt.name], video = stream_and_score(model, prompt, seconds, scheme, cfg_scale, seed)
         strips[prompt.name] = video[np.linspace(0, len(video) - 1, 8).round().astype(int)]
+        if video_dir is not None:
+            with VideoSink(model.cfg.data.fps, Path(video_dir) / f"{prompt.name}.mp4") as sink:
+                for frame in video:
+                    sink.write(frame)
     summary = summarise(results)
-    report = {"summary": summary, "seconds": seconds, "streams": results}
+    truths = {name: r["truth"] for name, r in results.items() if r["truth"] is not None}
+    truth_summary = summarise(truths) if truths else None
+    report = {"summary": summary, "truth_summary": truth_summary, "seconds": seconds, "streams": results}
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-    (out / "eval.md").write_text(markdown(summary, results))
+    (out / "eval.md").write_text(markdown(summary, results, truth_summary))
     plot(results, strips, out)
     return report
 
@@ -160,9 +198,17 @@ def summarise(results: dict[str, dict]) -> dict[str, float]:
     }
 
 
-def markdown(summary: dict[str, float], results: dict[str, dict]) -> str:
-    lines = ["| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in summary.items()]
+def markdown(
+    summary: dict[str, float], results: dict[str, dict], truth_summary: dict[str, float] | None = None
+) -> str:
+    """The summary (beside the true videos' scores of the same schedules, when known) and a row per
+    stream."""
+    if truth_summary is None:
+        lines = ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in summary.items()]
+    else:
+        lines = ["| metric | model | true videos |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.3f} | {truth_summary[k]:.3f} |" for k, v in summary.items()]
     lines += [
         "",
         "| stream | colour | shape | motion | identity | drift (adh.) | seam ratio |",
@@ -186,9 +232,9 @@ def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: Path) -> 
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, r in results.items():
-        starts = [p["from_frame"] for p in r["prompts"]]
-        ax.step(starts, [s["colour"] for s in r["adherence_per_segment"]], where="post", label=name)
-    ax.set(xlabel="frame (prompt segment start)", ylabel="colour adherence", ylim=(-0.05, 1.05))
+        edges = [p["from_frame"] for p in r["prompts"]] + [r["frames"]]
+        ax.stairs([s["colour"] for s in r["adherence_per_segment"]], edges, label=name)
+    ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "adherence.png", dpi=100)

@@ -1,0 +1,319 @@
+"""``streamdit demo``: the whole system end to end on the shapes world, in stages that resume.
+
+1. ``vae``: train the preset's video VAE (``vae_train``) into ``DIR/vae``.
+2. ``latents``: encode ``demo.clips`` shapes training scenes with it into ``DIR/latents``.
+3. ``teacher``: train the StreamDiT (buffered flow matching under the preset's partition mixture) on
+   those latents into ``DIR/teacher``.
+4. ``eval``: stream ``demo.prompts`` held-out prompt schedules (``demo.segments`` prompts each, so
+   ``demo.segments - 1`` prompt changes) for ``demo.seconds`` each, score them (``streamdit_jax.eval``)
+   and write ``DIR/eval.json``, ``DIR/eval.md``, the plots, every stream under ``DIR/streams``, the first
+   one as ``DIR/stream.mp4``, and ``DIR/report.png``.
+
+``DIR/stages/NAME.json`` records the config fields a stage read (its own and its predecessors') and
+whether it finished. A re-run skips a finished stage with the same inputs, resumes an unfinished one
+(the trainers from their newest checkpoint, the encoder from its next shard) or a trainer whose step
+count was raised, and refuses to build on an output made from other inputs (re-running the eval is
+always allowed: it only writes reports).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from streamdit_jax.config import Config, ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoPaths:
+    """Where the demo writes everything under its work directory."""
+
+    root: Path
+
+    @property
+    def vae(self) -> Path:
+        return self.root / "vae"
+
+    @property
+    def latents(self) -> Path:
+        return self.root / "latents"
+
+    @property
+    def teacher(self) -> Path:
+        return self.root / "teacher"
+
+    @property
+    def streams(self) -> Path:
+        return self.root / "streams"
+
+    @property
+    def stream(self) -> Path:
+        return self.root / "stream.mp4"
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.png"
+
+
+def teacher_config(cfg: Config, paths: DemoPaths) -> Config:
+    """The preset with its data pointed at the demo's latents (and VAE, which the stream decodes with)."""
+    heldout = max(1, min(cfg.data.heldout, cfg.demo.clips // 16))
+    data = dataclasses.replace(
+        cfg.data, source="latents", path=str(paths.latents), vae=str(paths.vae), heldout=heldout
+    )
+    return dataclasses.replace(cfg, data=data)
+
+
+def _train(task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, progress: bool) -> dict:
+    """Trains ``task`` in ``workdir``, resuming from its newest checkpoint if it has one."""
+    from streamdit_jax.sharding import make_mesh
+    from streamdit_jax.train import Trainer
+
+    trainer = Trainer(
+        task,
+        train_cfg,
+        opt_cfg,
+        make_mesh(cfg.mesh),
+        cfg.mesh.rules,
+        workdir,
+        run_config=cfg,
+        section=section,
+        seed=cfg.seed,
+        resume=True,
+        progress=progress,
+    )
+    try:
+        return trainer.run()
+    finally:
+        trainer.close()
+
+
+def _stage_vae(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+    from streamdit_jax.autoencoder.training import VAETask
+
+    summary = _train(VAETask(cfg), cfg.vae_train, cfg.vae_optimizer, cfg, paths.vae, "vae_train", progress)
+    return f"held-out PSNR {summary['eval']['psnr']:.2f} dB (step {summary['end_step']})"
+
+
+def _stage_latents(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.data.encode import encode_shapes
+    from streamdit_jax.text import build_encoder
+
+    report = encode_shapes(
+        cfg, cfg.demo.clips, paths.latents, restore_vae(paths.vae), build_encoder(cfg.text), progress=progress
+    )
+    return f"{report.clips} clips in {report.shards_written} shards ({report.shards_skipped} done before)"
+
+
+def _stage_teacher(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+    from streamdit_jax.train.flow_task import FlowTask
+
+    summary = _train(FlowTask(cfg), cfg.train, cfg.optimizer, cfg, paths.teacher, "train", progress)
+    return f"held-out loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
+
+
+def _stage_eval(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+    from streamdit_jax.eval.run import heldout_prompts, run_eval
+    from streamdit_jax.stream import StreamModel
+
+    model = StreamModel.restore(paths.teacher)
+    prompts = heldout_prompts(cfg.demo.prompts, cfg.demo.seconds, segments=cfg.demo.segments)
+    report = run_eval(
+        model, prompts, cfg.demo.seconds, paths.root, video_dir=paths.streams, progress=progress
+    )
+    shutil.copyfile(paths.streams / f"{prompts[0].name}.mp4", paths.stream)
+    write_report(paths, report, prompts[0].name)
+    s = report["summary"]
+    return (
+        f"colour {s['colour_adherence']:.0%}, motion {s['motion_adherence']:.0%}, "
+        f"drift {s['drift_adherence_points']:.1f} points, seam ratio {s['seam_ratio']:.2f}"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    name: str
+    what: str
+    run: Callable[[Config, DemoPaths, bool], str]
+    reads: tuple[
+        str, ...
+    ]  # the config fields (dotted prefixes) its output depends on, beyond earlier stages'
+    steps: str = ""  # a trainer's step count: raising it resumes the stage instead of refusing
+
+
+STAGES = (
+    Stage(
+        "vae",
+        "train the video VAE",
+        _stage_vae,
+        ("seed", "data.resolution", "data.fps", "autoencoder", "vae_train", "vae_optimizer"),
+        "vae_train.steps",
+    ),
+    Stage(
+        "latents",
+        "encode shapes scenes into latents",
+        _stage_latents,
+        ("demo.clips", "buffer.frames", "data.clip_latents", "text"),
+    ),
+    Stage(
+        "teacher",
+        "train the StreamDiT",
+        _stage_teacher,
+        ("model", "buffer", "train", "optimizer", "data.prompt_dropout", "data.heldout"),
+        "train.steps",
+    ),
+    Stage("eval", "stream held-out prompt schedules and score them", _stage_eval, ("demo", "rollout")),
+)
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): list(tree) if isinstance(tree, tuple) else tree}
+
+
+def _inputs(cfg: Config, upto: int) -> dict[str, Any]:
+    """The config fields stages 0 .. ``upto`` read, flattened."""
+    prefixes = [p for stage in STAGES[: upto + 1] for p in stage.reads]
+    flat = _flat(cfg.to_dict())
+    return {k: v for k, v in flat.items() if any(k == p or k.startswith(p + ".") for p in prefixes)}
+
+
+def _check_record(stage: Stage, record: dict, inputs: dict, paths: DemoPaths) -> None:
+    """Refuses to build on a stage output made from other inputs (only a trainer's steps may change)."""
+    before = record["inputs"]
+    changed = sorted(k for k in inputs.keys() | before.keys() if inputs.get(k) != before.get(k))
+    if not changed or stage.name == "eval" or changed == [stage.steps]:
+        return
+    shown = ", ".join(f"{k}: {before.get(k)!r} -> {inputs.get(k)!r}" for k in changed[:6])
+    raise ConfigError(
+        f"{paths.root / stage.name} was made with a different config ({shown}). Nothing was changed. Fix: "
+        f"run the demo in a new --workdir, or delete {paths.root / stage.name} and the stages after it"
+    )
+
+
+def run_demo(
+    cfg: Config, workdir: str | Path, progress: bool = True, log: Callable[[str], None] = print
+) -> dict:
+    """Runs every stage that is not finished with the same inputs; returns {stage: outcome, seconds} and
+    writes it with the config to ``DIR/demo.json``."""
+    paths = DemoPaths(Path(workdir).resolve())
+    (paths.root / "stages").mkdir(parents=True, exist_ok=True)
+    cfg = teacher_config(cfg, paths)
+    timings: dict[str, Any] = {}
+    for number, stage in enumerate(STAGES):
+        tag = f"[{number + 1}/{len(STAGES)}] {stage.name}"
+        inputs = _inputs(cfg, number)
+        record_path = paths.root / "stages" / f"{stage.name}.json"
+        record = json.loads(record_path.read_text()) if record_path.exists() else None
+        if record is not None:
+            _check_record(stage, record, inputs, paths)
+            if record["finished"] and record["inputs"] == inputs:
+                log(f"{tag}: finished before ({record['outcome']}), skipped")
+                timings[stage.name] = {"outcome": "skipped", "seconds": 0.0}
+                continue
+        log(f"{tag}: {stage.what}")
+        record_path.write_text(json.dumps({"inputs": inputs, "finished": False}))
+        start = time.perf_counter()
+        outcome = stage.run(cfg, paths, progress)
+        seconds = round(time.perf_counter() - start, 1)
+        record_path.write_text(json.dumps({"inputs": inputs, "finished": True, "outcome": outcome}))
+        timings[stage.name] = {"outcome": outcome, "seconds": seconds}
+        log(f"{tag}: {outcome} ({seconds:.0f} s)")
+    (paths.root / "demo.json").write_text(json.dumps({"stages": timings, "config": cfg.to_dict()}, indent=1))
+    return timings
+
+
+# (what, summary key, format, target of docs/evaluation.md) of the report's table.
+REPORTED = (
+    ("colour adherence", "colour_adherence", "{:.0%}", ">= 90%"),
+    ("motion adherence", "motion_adherence", "{:.0%}", ">= 80%"),
+    ("shape adherence", "shape_adherence", "{:.0%}", ""),
+    ("drift (adherence points)", "drift_adherence_points", "{:.1f}", "<= 5"),
+    ("seam ratio", "seam_ratio", "{:.2f}", "<= 1.3"),
+    ("identity", "identity", "{:.0%}", ""),
+    ("switch response (chunks)", "switch_response_chunks", "{:.1f}", ""),
+)
+
+
+def _curve(path: Path, split: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of ``key`` in the ``split`` ("train" or "eval") lines of a trainer's metrics.jsonl."""
+    steps, values = [], []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("split") == split and key in record:
+                steps.append(record["step"])
+                values.append(record[key])
+    return steps, values
+
+
+def write_report(paths: DemoPaths, report: dict, first: str) -> None:
+    """``report.png``: training curves, the first stream's frames per prompt, adherence per segment and
+    the summary against the targets of docs/evaluation.md."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import imageio.v3 as iio
+    import matplotlib.pyplot as plt
+
+    stream = report["streams"][first]
+    frames = np.asarray(iio.imread(paths.stream, plugin="pyav"))
+    starts = [p["from_frame"] for p in stream["prompts"]] + [len(frames)]
+    shown = [min(len(frames) - 1, (a + b) // 2) for a, b in itertools.pairwise(starts)]
+    fig = plt.figure(figsize=(12, 8))
+    grid = fig.add_gridspec(3, max(len(shown), 2), height_ratios=(1.0, 1.0, 1.1))
+    for i, (frame, prompt) in enumerate(zip(shown, stream["prompts"], strict=True)):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(frames[frame])
+        ax.set_title(f"frame {frame}\n{_wrap(prompt['prompt'])}", fontsize=6)
+        ax.axis("off")
+    half = max(len(shown), 2) // 2
+    ax = fig.add_subplot(grid[1, :half])
+    ax.plot(*_curve(paths.vae / "metrics.jsonl", "eval", "psnr"), marker=".")
+    ax.set(xlabel="VAE step", ylabel="held-out PSNR (dB)", title="VAE")
+    ax = fig.add_subplot(grid[1, half:])
+    for split, label in (("train", "train loss"), ("eval", "held-out loss")):
+        ax.plot(*_curve(paths.teacher / "metrics.jsonl", split, "loss"), marker=".", label=label)
+    ax.set(xlabel="StreamDiT step", title="StreamDiT (buffered flow matching)", yscale="log")
+    ax.legend(fontsize=7)
+    ax = fig.add_subplot(grid[2, :half])
+    for name, r in report["streams"].items():
+        colour = [s["colour"] for s in r["adherence_per_segment"]]
+        edges = [p["from_frame"] for p in r["prompts"]] + [r["frames"]]
+        ax.stairs(colour, edges, label=name)
+    ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=6)
+    ax = fig.add_subplot(grid[2, half:])
+    ax.axis("off")
+    summary, truth = report["summary"], report["truth_summary"] or {}
+    rows = [
+        (name, fmt.format(summary[key]), fmt.format(truth[key]) if key in truth else "", target)
+        for name, key, fmt, target in REPORTED
+    ]
+    table = ax.table(cellText=rows, colLabels=("metric", "demo", "true videos", "target"), loc="center")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    fig.suptitle(f"streamdit demo: {len(report['streams'])} held-out streams of {report['seconds']:.0f} s")
+    fig.tight_layout()
+    fig.savefig(paths.report, dpi=100)
+    plt.close(fig)
+
+
+def _wrap(text: str, width: int = 40) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width)[:3])
