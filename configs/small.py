@@ -49,12 +49,20 @@ def get_config(arg=None):
     c.rollout.micro_steps = 4
     c.rollout.cfg_scale = 3.0
     c.optimizer.learning_rate = 2e-3
-    c.train.steps = 3600
-    c.train.checkpoint_every = 600
-    c.train.eval_every = 1200
+    c.train.steps = 3200
+    c.train.checkpoint_every = 800
+    c.train.eval_every = 1600
     c.train.log_every = 50
     # The StreamDiT trains on windows of 448 encoded 61-frame shapes scenes (16 latent frames each).
     c.data.clip_latents = 16
     c.demo.clips = 448
+    # Distillation into the one-step student: the teacher's 16 guided micro-steps per segment cost ~2 s a
+    # step on 2 CPU cores, so the demo affords a short run from the teacher's weights.
+    c.distill.steps = 150
+    c.distill.checkpoint_every = 50
+    c.distill.eval_every = 150
+    c.distill.log_every = 10
+    c.distill_optimizer.learning_rate = 3e-4
+    c.distill_optimizer.warmup_steps = 10
     c.mesh.shape = (-1, 1, 1, 1)
     return c

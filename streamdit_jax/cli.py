@@ -112,8 +112,8 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
                 "  eval.json    scores of every stream (eval.md: the same as tables; adherence.png, "
                 "seams.png, strips.png)",
                 "  report.png   training curves, frames per prompt, adherence, summary vs targets",
-                f"  vae/ teacher/  checkpoints (stream one: streamdit stream --checkpoint {paths.teacher} "
-                "--prompt '...')",
+                f"  vae/ teacher/ student/  checkpoints (stream the student, one forward pass per chunk: "
+                f"streamdit stream --checkpoint {paths.student} --prompt '...')",
             ]
         )
     )
@@ -191,6 +191,33 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         f"({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes clips, EMA weights)"
     )
     _print(f"checkpoint: {Path(args.workdir).resolve()}")
+
+
+def cmd_distill(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Distils a trained StreamDiT segment-wise into a student that takes one unguided step per chunk."""
+    import dataclasses
+
+    import jax
+
+    from streamdit_jax.distill import distill_trainer, schemes
+    from streamdit_jax.sharding import make_mesh
+
+    cfg = _load_config(args, overrides)
+    mesh = make_mesh(cfg.mesh)
+    teacher, student = (dataclasses.astuple(s) for s in schemes(cfg))
+    _print(
+        f"distilling {args.teacher} on {jax.device_count()} {jax.devices()[0].platform} devices, mesh "
+        f"{dict(mesh.shape)}: teacher (K, N, c, s) = {teacher} with CFG {cfg.distill.cfg_scale:g} -> "
+        f"student {student} without guidance"
+    )
+    summary = _run(distill_trainer(cfg, args.teacher, args.workdir, mesh, resume=args.resume))
+    _print(
+        f"step {summary['end_step']}: held-out distillation loss {summary['eval']['loss']:.4f} (EMA weights)"
+    )
+    _print(
+        f"student: {Path(args.workdir).resolve()} (streams with s = 1 and no CFG by default: streamdit "
+        f"stream --checkpoint {args.workdir} --prompt '...')"
+    )
 
 
 def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -393,6 +420,42 @@ def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         print(f"wrote the streams to {videos}")
 
 
+def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Times the rollout, the training step or the PyTorch peer; prints the JSON and docs/benchmarks.md
+    rows, and writes the JSON to --json."""
+    import json
+    import shlex
+
+    from streamdit_jax.bench import TABLE_HEADER, table_rows
+    from streamdit_jax.bench.common import with_resolution
+    from streamdit_jax.flow import Scheme
+
+    cfg = with_resolution(_load_config(args, overrides), args.resolution)
+    if args.kind == "rollout":
+        from streamdit_jax.bench import bench_rollout
+        from streamdit_jax.bench.rollout import MODES
+
+        scheme = Scheme.parse(args.scheme) if args.scheme else None
+        modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else MODES
+        result = bench_rollout(cfg, scheme, args.cfg, args.steps, args.warmup, modes, args.peak_tflops)
+    elif args.kind == "train":
+        from streamdit_jax.bench import bench_train
+
+        result = bench_train(cfg, args.steps, args.warmup, args.peak_tflops)
+    else:
+        from streamdit_jax.bench.peer import PHASES, bench_peer
+
+        phases = tuple(m.strip() for m in args.modes.split(",")) if args.modes else PHASES
+        result = bench_peer(cfg, args.steps, args.warmup, compile_model=args.compile, phases=phases)
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    _print(text)
+    command = "streamdit " + shlex.join(sys.argv[1:] if sys.argv[0].endswith("streamdit") else ["bench"])
+    _print("\n" + TABLE_HEADER + "\n" + "\n".join(table_rows(result, args.config, command)))
+
+
 def _add_stream_args(p: argparse.ArgumentParser) -> None:
     """The checkpoint and rollout arguments that ``stream`` and ``eval`` share."""
     p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
@@ -477,6 +540,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: CHECKPOINT/eval)")
     p.add_argument("--videos", action="store_true", help="also write every stream to OUT/streams/NAME.mp4")
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("distill", help="segment-wise distillation: one unguided step per emitted chunk")
+    _add_config_args(p)
+    p.add_argument("--teacher", required=True, help="a `streamdit train` checkpoint directory")
+    p.add_argument("--workdir", required=True, help="where the student's checkpoints go")
+    p.add_argument("--resume", action="store_true", help="continue the student in --workdir")
+    p.set_defaults(fn=cmd_distill)
+
+    p = sub.add_parser("bench", help="benchmarks: the streaming rollout, the training step, the PyTorch peer")
+    p.add_argument("kind", choices=["rollout", "train", "peer"])
+    _add_config_args(p)
+    p.add_argument("--resolution", help="video HEIGHTxWIDTH (default: the preset's data.resolution)")
+    p.add_argument("--scheme", help="rollout: K,N,c,s (default: the config's buffer and rollout)")
+    p.add_argument("--cfg", type=float, help="rollout: guidance scale (default: rollout.cfg_scale)")
+    p.add_argument(
+        "--modes", help="rollout: latents,decoded (default both); peer: forward,train (default both)"
+    )
+    p.add_argument("--steps", type=int, default=30, help="timed steps after the warm-up")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation included)")
+    p.add_argument("--peak-tflops", type=float, help="peak TFLOP/s per device for MFU (default: table)")
+    p.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, help="peer: torch.compile (default: on GPUs)"
+    )
+    p.add_argument("--json", help="also write the result here")
+    p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("demo", help="train the VAE and StreamDiT on shapes, stream, evaluate (resumable)")
     _add_config_args(p, default="small")

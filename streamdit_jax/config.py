@@ -299,8 +299,10 @@ class TrainConfig:
     eval_every: int = 250
     eval_batches: int = 2
 
+    SECTION: typing.ClassVar[str] = "train"  # where the Config holds it (for error messages)
+
     def __post_init__(self) -> None:
-        section = "vae_train" if isinstance(self, VAETrainConfig) else "train"
+        section = self.SECTION
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every", "keep_checkpoints", "log_every",
                      "eval_every", "eval_batches"):  # fmt: skip
             _check_range(f"{section}.{name}", getattr(self, name), 1)
@@ -332,6 +334,8 @@ class VAETrainConfig(TrainConfig):
     little more than twice the cost of the start alone.
     """
 
+    SECTION: typing.ClassVar[str] = "vae_train"
+
     frames: int = 9  # video frames trained from the start of a clip (1 + 4k for Wan's layout)
     context: int = 0  # then frames run without gradients (a multiple of 4), then frames - 1 trained again
     kl_weight: float = 1e-6  # on the KL per latent element (the reconstruction error is per pixel)
@@ -354,6 +358,33 @@ class VAETrainConfig(TrainConfig):
             _fail("vae_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
         if self.reconstruction not in ("mse", "l1"):
             _fail("vae_train.reconstruction", f"unknown loss {self.reconstruction!r}", "use 'mse' or 'l1'")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig(TrainConfig):
+    """Segment-wise multistep distillation (DESIGN §5), trained like ``train`` with ``distill_optimizer``.
+
+    The teacher runs chunks of ``chunk_frames`` (K = 0, N = buffer.frames / c) with
+    ``teacher_micro_steps`` Euler micro-steps of classifier-free guidance at ``cfg_scale`` per segment;
+    the student, initialised from it, learns to take every chunk across its segment in one step without
+    guidance. Training buffers are the data noised to the segment starts; for ``rollout_share`` of each
+    batch, the buffer the teacher's own stream holds one step later (its chunks advanced by the teacher,
+    the clean one popped, fresh noise pushed).
+    """
+
+    SECTION: typing.ClassVar[str] = "distill"
+
+    chunk_frames: int = 2
+    teacher_micro_steps: int = 16
+    cfg_scale: float = 3.0
+    rollout_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_range("distill.chunk_frames", self.chunk_frames, 1)
+        _check_range("distill.teacher_micro_steps", self.teacher_micro_steps, 1)
+        _check_range("distill.cfg_scale", self.cfg_scale, 0.0)
+        _check_range("distill.rollout_share", self.rollout_share, 0.0, 1.0)
 
 
 DATA_SOURCES = ("shapes", "videos", "latents")
@@ -442,6 +473,8 @@ class Config:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     vae_train: VAETrainConfig = dataclasses.field(default_factory=VAETrainConfig)
     vae_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    distill_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     text: TextConfig = dataclasses.field(default_factory=TextConfig)
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
@@ -483,6 +516,13 @@ class Config:
                 f"set model.text_width={width}, or choose the text encoder the model was built for",
             )
         _validate_buffer(self.buffer, self.rollout)
+        if self.buffer.frames % self.distill.chunk_frames:
+            _fail(
+                "distill.chunk_frames",
+                f"chunks of {self.distill.chunk_frames} do not fill the buffer of {self.buffer.frames} "
+                "(distillation uses K = 0)",
+                f"choose a divisor of {self.buffer.frames}",
+            )
         _validate_grid(self)
         if self.data.clip_latents and self.data.clip_latents < self.buffer.frames:
             _fail(
@@ -621,7 +661,8 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
 def _is_dataclass_type(tp: Any) -> bool:

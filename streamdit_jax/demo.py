@@ -4,10 +4,12 @@
 2. ``latents``: encode ``demo.clips`` shapes training scenes with it into ``DIR/latents``.
 3. ``teacher``: train the StreamDiT (buffered flow matching under the preset's partition mixture) on
    those latents into ``DIR/teacher``.
-4. ``eval``: stream ``demo.prompts`` held-out prompt schedules (``demo.segments`` prompts each, so
-   ``demo.segments - 1`` prompt changes) for ``demo.seconds`` each, score them (``streamdit_jax.eval``)
-   and write ``DIR/eval.json``, ``DIR/eval.md``, the plots, every stream under ``DIR/streams``, the first
-   one as ``DIR/stream.mp4``, and ``DIR/report.png``.
+4. ``student``: distil the teacher segment-wise (``distill``) into ``DIR/student``, which takes one
+   unguided forward pass per emitted chunk.
+5. ``eval``: stream, with the student, ``demo.prompts`` held-out prompt schedules (``demo.segments``
+   prompts each, so ``demo.segments - 1`` prompt changes) for ``demo.seconds`` each, score them
+   (``streamdit_jax.eval``) and write ``DIR/eval.json``, ``DIR/eval.md``, the plots, every stream under
+   ``DIR/streams``, the first one as ``DIR/stream.mp4``, and ``DIR/report.png``.
 
 ``DIR/stages/NAME.json`` records the config fields a stage read (its own and its predecessors') and
 whether it finished. A re-run skips a finished stage with the same inputs, resumes an unfinished one
@@ -49,6 +51,10 @@ class DemoPaths:
     @property
     def teacher(self) -> Path:
         return self.root / "teacher"
+
+    @property
+    def student(self) -> Path:
+        return self.root / "student"
 
     @property
     def streams(self) -> Path:
@@ -94,6 +100,10 @@ def _train(task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, p
         resume=True,
         progress=progress,
     )
+    return _run(trainer)
+
+
+def _run(trainer) -> dict:
     try:
         return trainer.run()
     finally:
@@ -125,11 +135,21 @@ def _stage_teacher(cfg: Config, paths: DemoPaths, progress: bool) -> str:
     return f"held-out loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
 
 
+def _stage_student(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+    from streamdit_jax.distill import distill_trainer
+    from streamdit_jax.sharding import make_mesh
+
+    trainer = distill_trainer(cfg, paths.teacher, paths.student, make_mesh(cfg.mesh), resume=True,
+                              progress=progress)  # fmt: skip
+    summary = _run(trainer)
+    return f"held-out distillation loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
+
+
 def _stage_eval(cfg: Config, paths: DemoPaths, progress: bool) -> str:
     from streamdit_jax.eval.run import heldout_prompts, run_eval
     from streamdit_jax.stream import StreamModel
 
-    model = StreamModel.restore(paths.teacher)
+    model = StreamModel.restore(paths.student)
     prompts = heldout_prompts(cfg.demo.prompts, cfg.demo.seconds, segments=cfg.demo.segments)
     report = run_eval(
         model, prompts, cfg.demo.seconds, paths.root, video_dir=paths.streams, progress=progress
@@ -175,7 +195,14 @@ STAGES = (
         ("model", "buffer", "train", "optimizer", "data.prompt_dropout", "data.heldout"),
         "train.steps",
     ),
-    Stage("eval", "stream held-out prompt schedules and score them", _stage_eval, ("demo", "rollout")),
+    Stage(
+        "student",
+        "distil it: one unguided forward pass per chunk",
+        _stage_student,
+        ("distill", "distill_optimizer"),
+        "distill.steps",
+    ),
+    Stage("eval", "stream held-out prompt schedules with the student and score them", _stage_eval, ("demo",)),
 )
 
 
@@ -201,7 +228,8 @@ def _check_record(stage: Stage, record: dict, inputs: dict, paths: DemoPaths) ->
     shown = ", ".join(f"{k}: {before.get(k)!r} -> {inputs.get(k)!r}" for k in changed[:6])
     raise ConfigError(
         f"{paths.root / stage.name} was made with a different config ({shown}). Nothing was changed. Fix: "
-        f"run the demo in a new --workdir, or delete {paths.root / stage.name} and the stages after it"
+        f"run the demo in a new --workdir, or delete {paths.root / stage.name} (and the outputs of the "
+        "stages after it) to redo it"
     )
 
 
@@ -219,6 +247,8 @@ def run_demo(
         inputs = _inputs(cfg, number)
         record_path = paths.root / "stages" / f"{stage.name}.json"
         record = json.loads(record_path.read_text()) if record_path.exists() else None
+        if stage.name != "eval" and not (paths.root / stage.name).exists():
+            record = None  # its output was removed: the stage runs afresh
         if record is not None:
             _check_record(stage, record, inputs, paths)
             if record["finished"] and record["inputs"] == inputs:
@@ -287,8 +317,12 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
     ax.set(xlabel="VAE step", ylabel="held-out PSNR (dB)", title="VAE")
     ax = fig.add_subplot(grid[1, half:])
     for split, label in (("train", "train loss"), ("eval", "held-out loss")):
-        ax.plot(*_curve(paths.teacher / "metrics.jsonl", split, "loss"), marker=".", label=label)
-    ax.set(xlabel="StreamDiT step", title="StreamDiT (buffered flow matching)", yscale="log")
+        ax.plot(
+            *_curve(paths.teacher / "metrics.jsonl", split, "loss"), marker=".", label=f"teacher: {label}"
+        )
+    ax.plot(*_curve(paths.student / "metrics.jsonl", "eval", "loss"), marker=".",
+            label="student: held-out distillation loss")  # fmt: skip
+    ax.set(xlabel="step", title="StreamDiT: flow matching, then distillation", yscale="log")
     ax.legend(fontsize=7)
     ax = fig.add_subplot(grid[2, :half])
     for name, r in report["streams"].items():
@@ -307,7 +341,10 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
     table = ax.table(cellText=rows, colLabels=("metric", "demo", "true videos", "target"), loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    fig.suptitle(f"streamdit demo: {len(report['streams'])} held-out streams of {report['seconds']:.0f} s")
+    fig.suptitle(
+        f"streamdit demo: {len(report['streams'])} held-out streams of {report['seconds']:.0f} s by the "
+        "student (one forward pass per chunk)"
+    )
     fig.tight_layout()
     fig.savefig(paths.report, dpi=100)
     plt.close(fig)

@@ -1,6 +1,7 @@
 """`streamdit demo` end to end on `tiny` (shortened), its resume and its refusal of stale stages."""
 
 import json
+import shutil
 
 import imageio.v3 as iio
 import pytest
@@ -18,6 +19,10 @@ SHORT = [
     "--config.train.steps=4",
     "--config.train.batch_size=8",
     "--config.train.checkpoint_every=2",
+    "--config.distill.steps=2",
+    "--config.distill.teacher_micro_steps=2",
+    "--config.distill.eval_batches=1",
+    "--config.distill.checkpoint_every=2",
     "--config.demo.clips=20",
     "--config.demo.prompts=2",
     "--config.demo.seconds=6",
@@ -32,11 +37,13 @@ def demo(workdir, *extra):
 def test_tiny_demo_writes_everything_and_resumes(tmp_path, capsys):
     assert demo(tmp_path) == 0
     out = capsys.readouterr().out
-    for stage in ("vae", "latents", "teacher", "eval"):
+    for stage in ("vae", "latents", "teacher", "student", "eval"):
         assert f"] {stage}: " in out
     assert str(tmp_path / "report.png") in out or "report.png" in out
     assert checkpoint.latest_step(tmp_path / "vae") == 4
     assert checkpoint.latest_step(tmp_path / "teacher") == 4
+    assert checkpoint.latest_step(tmp_path / "student") == 2
+    assert checkpoint.restore_run_config(tmp_path / "student").scheme == (0, 4, 2, 1)  # one pass a chunk
     assert len(LatentShards(tmp_path / "latents")) == 20
     frames = iio.imread(tmp_path / "stream.mp4", plugin="pyav")
     assert frames.shape == (48, 64, 64, 3)  # 6 s at 8 fps
@@ -51,13 +58,19 @@ def test_tiny_demo_writes_everything_and_resumes(tmp_path, capsys):
 
     # A re-run skips every finished stage.
     assert demo(tmp_path) == 0
-    assert capsys.readouterr().out.count("), skipped") == 4
+    assert capsys.readouterr().out.count("), skipped") == 5
 
-    # More teacher steps: the earlier stages are kept, the teacher resumes and the eval is redone.
-    assert demo(tmp_path, "--config.train.steps=6") == 0
-    out = capsys.readouterr().out
-    assert out.count("), skipped") == 2 and "(step 6)" in out
+    # More teacher steps: the earlier stages are kept and the teacher resumes; the student, distilled from
+    # the old teacher, is refused (nothing touched) until its folder is removed, then distilled afresh.
+    assert demo(tmp_path, "--config.train.steps=6") != 0
+    captured = capsys.readouterr()
+    assert captured.out.count("), skipped") == 2 and "(step 6)" in captured.out
+    assert "student was made with a different config (train.steps: 4 -> 6)" in captured.err
     assert checkpoint.latest_step(tmp_path / "teacher") == 6
+    assert checkpoint.latest_step(tmp_path / "student") == 2
+    shutil.rmtree(tmp_path / "student")
+    assert demo(tmp_path, "--config.train.steps=6") == 0
+    assert capsys.readouterr().out.count("), skipped") == 3
     assert json.loads((tmp_path / "stages" / "eval.json").read_text())["finished"]
 
     # A stage made from other inputs is refused, naming the field; nothing is touched.

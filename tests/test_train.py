@@ -70,7 +70,14 @@ def test_one_step_is_the_same_on_every_mesh(tmp_path, encoders):
 
 @pytest.mark.slow
 def test_three_hundred_steps_on_shapes_halve_the_held_out_loss(tmp_path, encoders):
-    trainer = _trainer(tmp_path, encoders, overrides=["train.steps=300", "train.eval_every=300"])
+    # On 160 scenes encoded once (as `streamdit demo` trains): encoding every batch on the fly would
+    # cost most of the test's time. The last 16 are held out.
+    from streamdit_jax.data.encode import encode_shapes
+
+    encode_shapes(load("tiny", num_devices=1), 160, tmp_path / "latents", *encoders, progress=False)
+    overrides = [f"data.path={tmp_path / 'latents'}", "data.heldout=16"]
+    trainer = _trainer(tmp_path / "run", encoders, overrides=["data.source=latents", *overrides,
+                       "train.steps=300", "train.eval_every=300"])  # fmt: skip
     first = trainer.evaluate()
     summary = trainer.run()
     trainer.close()

@@ -3,6 +3,7 @@
 from streamdit_jax.convert.wan import (
     ConversionError,
     convert_wan_state,
+    wan_hf_config,
     wan_model_config,
     wan_transformer,
     wan_transformer_params,
@@ -12,6 +13,7 @@ from streamdit_jax.convert.wan_vae import wan_vae, wan_vae_config
 __all__ = [
     "ConversionError",
     "convert_wan_state",
+    "wan_hf_config",
     "wan_model_config",
     "wan_transformer",
     "wan_transformer_params",

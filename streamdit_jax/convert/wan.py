@@ -78,6 +78,25 @@ def wan_model_config(
     )
 
 
+def wan_hf_config(cfg: ModelConfig) -> dict[str, Any]:
+    """The diffusers WanTransformer3DModel config of ``cfg`` (the inverse of :func:`wan_model_config`;
+    Wan attends over the whole latent, so ``cfg.window`` has no counterpart)."""
+    return {
+        "patch_size": tuple(cfg.patch_size),
+        "num_attention_heads": cfg.num_heads,
+        "attention_head_dim": cfg.head_dim,
+        "in_channels": cfg.latent_channels,
+        "out_channels": cfg.latent_channels,
+        "text_dim": cfg.text_width,
+        "freq_dim": cfg.freq_dim,
+        "ffn_dim": cfg.mlp_width,
+        "num_layers": cfg.num_layers,
+        "cross_attn_norm": cfg.cross_attn_norm,
+        "qk_norm": "rms_norm_across_heads",
+        "eps": cfg.eps,
+    }
+
+
 def _mapping(cfg: ModelConfig) -> tuple[dict[str, tuple[str, Callable]], dict[str, tuple[str, Callable]]]:
     """(top-level, per-block) maps: diffusers name -> (our param path, array transform)."""
     d, n, k, p = cfg.width, cfg.num_heads, cfg.head_dim, cfg.patch_features

@@ -145,6 +145,14 @@ class ExampleSource:
             )
             self.raw = self._video_and_caption
 
+    def empty_prompt(self) -> tuple[np.ndarray, np.ndarray]:
+        """The empty prompt's token states [L, Dt] and mask [L] (CFG's unconditional branch): the
+        shards' ``empty_prompt.npz``, or the text encoder's states of ""."""
+        if self.encode is None:
+            return self.empty["text"], np.asarray(self.empty["text_mask"], bool)
+        tokens, mask = self.encode.text_encoder([""])
+        return np.asarray(tokens[0], np.float32), np.asarray(mask[0], bool)
+
     def _latent_window(self, record: dict, position: int) -> dict:
         example = training_example(record)
         offset = window_offset(self.cfg.seed, position, len(example["latents"]), self.cfg.buffer.frames)

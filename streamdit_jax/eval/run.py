@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -116,9 +117,10 @@ def stream_and_score(
     streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, cfg_scale=cfg_scale, seed=seed,
                         schedule=prompt.schedule)  # fmt: skip
     wanted = round(seconds * streamer.fps)
-    frames, starts, chunks = [], [], streamer.chunks()
+    frames, starts, chunks, times = [], [], streamer.chunks(), []
     count = 0
     for chunk in chunks:
+        times.append(time.perf_counter())
         starts.append(count)
         frames.append(chunk[: wanted - count])
         count += len(frames[-1])
@@ -133,6 +135,9 @@ def stream_and_score(
     scores = evaluate(video, streamer.fps, segments, starts)
     scores["prompts"] = [{"from_frame": start, "prompt": text} for start, text in used]
     scores["frames"] = len(video)
+    scores["forward_passes_per_chunk"] = streamer.forward_passes_per_chunk
+    # Steady state: the interval between decoded chunks after the first (start-up and compilation).
+    scores["seconds_per_chunk"] = float(np.median(np.diff(times))) if len(times) > 1 else math.nan
     scores["truth"] = truth(prompt, len(video), streamer.fps, model.cfg.data.resolution, starts)
     return scores, video
 
@@ -195,6 +200,8 @@ def summarise(results: dict[str, dict]) -> dict[str, float]:
         "seam_ratio": mean(x["seam_ratio"] for x in r),
         "switch_response_chunks": mean(v for x in r for v in x["switch_response_chunks"]),
         "switches_never_followed": sum(v is None for x in r for v in x["switch_response_chunks"]),
+        "forward_passes_per_chunk": mean(x.get("forward_passes_per_chunk", math.nan) for x in r),
+        "seconds_per_chunk": mean(x.get("seconds_per_chunk", math.nan) for x in r),
     }
 
 

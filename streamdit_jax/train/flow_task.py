@@ -16,18 +16,48 @@ from streamdit_jax.sharding import axes
 from streamdit_jax.text import TextEncoder
 
 
-class FlowTask:
+class LatentBatches:
+    """The data side of the StreamDiT's tasks: batches of latent buffers and text states from
+    ``self.examples`` (an :class:`ExampleSource`, or anything with its two batch methods)."""
+
+    examples: ExampleSource
+
+    def batch_axes(self) -> dict[str, tuple]:
+        return {
+            "latents": (axes.BATCH, None, None, None, None),
+            "text": (axes.BATCH, None, None),
+            "text_mask": (axes.BATCH, None),
+        }
+
+    def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
+        return self.examples.train_batches(batch_size, seed, process, processes)
+
+    def eval_batches(self, batch_size: int, count: int, process: int, processes: int) -> list[dict]:
+        return self.examples.eval_batches(batch_size, count, process, processes)
+
+    def on_save(self, model: StreamDiT) -> None:
+        del model  # no state beyond the trained parameters
+
+
+class FlowTask(LatentBatches):
     """Trains ``StreamDiT(cfg.model)`` on ``cfg.data`` under the buffer's partition mixture.
 
     The held-out evaluation uses one fixed noise draw, so its numbers are comparable across steps: the
     buffered loss and the loss with every frame at each of ``flow.EVAL_LEVELS``.
     """
 
-    def __init__(self, cfg: Config, vae: nnx.Module | None = None, text_encoder: TextEncoder | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        vae: nnx.Module | None = None,
+        text_encoder: TextEncoder | None = None,
+        examples: ExampleSource | None = None,
+    ):
         self.cfg = cfg
         self.model_config = cfg.model
         self.mixture = Mixture.from_config(cfg.buffer)
-        self.examples = ExampleSource(cfg, vae, text_encoder)
+        # Any source with ExampleSource's train_batches/eval_batches (the benchmarks pass synthetic ones).
+        self.examples = examples or ExampleSource(cfg, vae, text_encoder)
         self.tokens_per_example = math.prod(cfg.token_grid)
 
     def build(self, rngs: nnx.Rngs) -> StreamDiT:
@@ -46,19 +76,3 @@ class FlowTask:
         loss, _ = buffered_loss(velocity, batch["latents"], key, self.mixture)
         levels = loss_by_level(velocity, batch["latents"], jax.random.fold_in(key, 1), self.mixture.reference)
         return {"loss": loss, **levels}
-
-    def batch_axes(self) -> dict[str, tuple]:
-        return {
-            "latents": (axes.BATCH, None, None, None, None),
-            "text": (axes.BATCH, None, None),
-            "text_mask": (axes.BATCH, None),
-        }
-
-    def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
-        return self.examples.train_batches(batch_size, seed, process, processes)
-
-    def eval_batches(self, batch_size: int, count: int, process: int, processes: int) -> list[dict]:
-        return self.examples.eval_batches(batch_size, count, process, processes)
-
-    def on_save(self, model: StreamDiT) -> None:
-        del model  # no state beyond the trained parameters

@@ -98,7 +98,13 @@ def ema_decay(decay: float, step: jax.Array) -> jax.Array:
 
 
 class Trainer:
-    """Trains ``task`` in ``workdir`` on ``mesh``; ``resume`` continues from the newest checkpoint."""
+    """Trains ``task`` in ``workdir`` on ``mesh``; ``resume`` continues from the newest checkpoint.
+
+    ``initial`` (the model's nnx.Param state, e.g. a teacher's weights) starts a new run from those
+    weights instead of a fresh init. ``frozen`` is a pytree of arrays on the mesh (e.g. a teacher's
+    parameters) handed to ``task.loss(model, batch, key, frozen)`` and ``task.evaluate(model, batch,
+    frozen)`` inside the jitted steps: not trained, not donated, not checkpointed.
+    """
 
     def __init__(
         self,
@@ -114,8 +120,11 @@ class Trainer:
         seed: int = 0,
         resume: bool = False,
         progress: bool = True,
+        initial: nnx.State | None = None,
+        frozen: Any = None,
     ):
         self.task, self.cfg, self.opt_cfg = task, train_cfg, opt_cfg
+        self.frozen, self.initial = frozen, initial
         self.mesh, self.rules = mesh, tuple(rules)
         self.workdir = Path(workdir).resolve()
         self.run_config, self.seed, self.progress = run_config, seed, progress
@@ -139,13 +148,16 @@ class Trainer:
         self.data = iter(task.train_batches(self.local_batch, seed, jax.process_index(), jax.process_count()))
         self.state = self._restore(existing) if existing is not None else self._init()
         self.last_saved = existing
+        frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
         self._train_step = jax.jit(
             self._step,
-            in_shardings=(self.state_shardings, self.batch_shardings),
+            in_shardings=(self.state_shardings, self.batch_shardings, frozen_shardings),
             out_shardings=(self.state_shardings, None),
             donate_argnums=0,
         )
-        self._eval_step = jax.jit(self._evaluate, in_shardings=(self.state_shardings, self.batch_shardings))
+        self._eval_step = jax.jit(
+            self._evaluate, in_shardings=(self.state_shardings, self.batch_shardings, frozen_shardings)
+        )
         self._stop_signal: str | None = None
 
     @staticmethod
@@ -200,9 +212,12 @@ class Trainer:
         }
 
     def _init(self) -> TrainState:
-        def init(seed: jax.Array) -> TrainState:
+        def init(seed: jax.Array, initial: nnx.State | None) -> TrainState:
             key = jax.random.key(seed)
             _, params, rest = self._split(self._build(nnx.Rngs(jax.random.fold_in(key, 0))))
+            if initial is not None:
+                # An explicit copy: the state is donated at every step, the initial weights may live on.
+                params = jax.tree.map(lambda new, given: jnp.copy(given).astype(new.dtype), params, initial)
             return TrainState(
                 step=jnp.zeros((), jnp.int32),
                 params=params,
@@ -213,8 +228,17 @@ class Trainer:
                 first_nonfinite=jnp.full((), -1, jnp.int32),
             )
 
+        if self.initial is not None:
+            want = jax.tree.structure(self.abstract[0])
+            if jax.tree.structure(self.initial) != want:
+                raise ConfigError(
+                    "the initial weights do not have this model's parameters. Fix: start from a checkpoint "
+                    "of the same model config"
+                )
         with use_mesh(self.mesh, self.rules):
-            return jax.jit(init, out_shardings=self.state_shardings)(jnp.asarray(self.seed, jnp.uint32))
+            return jax.jit(init, out_shardings=self.state_shardings)(
+                jnp.asarray(self.seed, jnp.uint32), self.initial
+            )
 
     def _model_state(self, params: nnx.State, rest: nnx.State) -> dict:
         """The model's whole state as a plain dict: what the ``params`` and ``ema`` items hold."""
@@ -319,24 +343,27 @@ class Trainer:
 
     # -- the jitted steps ------------------------------------------------------------------------
 
-    def _loss(self, params, rest, batch, key):
-        return self.task.loss(nnx.merge(self.graphdef, params, rest), batch, key)
+    def _loss(self, params, rest, batch, key, frozen):
+        model = nnx.merge(self.graphdef, params, rest)
+        if frozen is None:
+            return self.task.loss(model, batch, key)
+        return self.task.loss(model, batch, key, frozen)
 
-    def _step(self, state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    def _step(self, state: TrainState, batch: dict, frozen: Any) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         accum = self.cfg.grad_accum
         grad_fn = jax.value_and_grad(self._loss, has_aux=True)
         if accum == 1:
-            (loss, metrics), grads = grad_fn(state.params, state.rest, batch, key)
+            (loss, metrics), grads = grad_fn(state.params, state.rest, batch, key, frozen)
         else:
             micro = jax.tree.map(lambda x: x.reshape(accum, x.shape[0] // accum, *x.shape[1:]), batch)
 
             def accumulate(carry, inputs):
-                (loss, metrics), grads = grad_fn(state.params, state.rest, inputs[0], inputs[1])
+                (loss, metrics), grads = grad_fn(state.params, state.rest, inputs[0], inputs[1], frozen)
                 return jax.tree.map(jnp.add, carry, (loss, metrics, grads)), None
 
             zero = jax.eval_shape(
-                lambda: grad_fn(state.params, state.rest, jax.tree.map(lambda x: x[0], micro), key)
+                lambda: grad_fn(state.params, state.rest, jax.tree.map(lambda x: x[0], micro), key, frozen)
             )
             zero = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), (zero[0][0], zero[0][1], zero[1]))
             keys = jax.random.split(key, accum)
@@ -359,8 +386,11 @@ class Trainer:
         )
         return new_state, metrics
 
-    def _evaluate(self, state: TrainState, batch: dict) -> dict:
-        return self.task.evaluate(nnx.merge(self.graphdef, state.ema, state.rest), batch)
+    def _evaluate(self, state: TrainState, batch: dict, frozen: Any) -> dict:
+        model = nnx.merge(self.graphdef, state.ema, state.rest)
+        if frozen is None:
+            return self.task.evaluate(model, batch)
+        return self.task.evaluate(model, batch, frozen)
 
     def _global_batch(self, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         return {
@@ -371,7 +401,7 @@ class Trainer:
     def step(self, local_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         """One optimizer step on this process's share of a batch; returns its metrics (not fetched)."""
         with use_mesh(self.mesh, self.rules):
-            self.state, metrics = self._train_step(self.state, self._global_batch(local_batch))
+            self.state, metrics = self._train_step(self.state, self._global_batch(local_batch), self.frozen)
         return metrics
 
     def evaluate(self) -> dict[str, float]:
@@ -382,7 +412,7 @@ class Trainer:
         totals: dict[str, float] = {}
         with use_mesh(self.mesh, self.rules):
             for batch in batches:
-                metrics = jax.device_get(self._eval_step(self.state, self._global_batch(batch)))
+                metrics = jax.device_get(self._eval_step(self.state, self._global_batch(batch), self.frozen))
                 for name, value in metrics.items():
                     totals[name] = totals.get(name, 0.0) + float(value) / len(batches)
         return totals

@@ -1,0 +1,111 @@
+"""What every benchmark shares: timing statistics, peak memory, the device, models with random weights."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import statistics
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from streamdit_jax.bench.flops import matmul_peak, peak_flops
+from streamdit_jax.config import Config, ConfigError
+
+
+def spread_ms(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, 10th/90th percentile, min and max of a list of durations, in milliseconds."""
+    if not seconds:
+        raise ValueError("no timed steps: ask for at least one step after the warm-up")
+    ms = np.asarray(seconds, np.float64) * 1000.0
+    return {
+        "median": float(statistics.median(ms)),
+        "p10": float(np.percentile(ms, 10)),
+        "p90": float(np.percentile(ms, 90)),
+        "min": float(ms.min()),
+        "max": float(ms.max()),
+        "count": len(ms),
+    }
+
+
+def device_info() -> dict:
+    """The first device's kind (CPUs: their core count) and platform, the device count, the jax version."""
+    device = jax.devices()[0]
+    kind = f"CPU ({os.cpu_count()} cores)" if device.platform == "cpu" else device.device_kind
+    return {
+        "device": kind,
+        "platform": device.platform,
+        "device_count": jax.device_count(),
+        "jax_version": jax.__version__,
+    }
+
+
+def peak_throughput(override_tflops: float | None = None) -> tuple[float, str]:
+    """(peak FLOP/s of one device, where it comes from): ``override_tflops``, the table of dense bf16
+    peaks, or (CPUs and untabled chips) a float32 matmul measured now."""
+    if override_tflops is not None:
+        return override_tflops * 1e12, "given (--peak-tflops)"
+    device = jax.devices()[0]
+    tabled = peak_flops(device)
+    if tabled is not None:
+        return tabled, "data sheet, dense bf16"
+    return matmul_peak(device), "measured: 1024x1024 float32 matmul"
+
+
+def peak_memory_gib(devices: Sequence[jax.Device] | None = None) -> tuple[list[float], str]:
+    """(peak memory of each device in GiB, what was measured): the allocator's peak where the backend
+    reports one (GPU, TPU), else this process's peak resident memory (CPU), once for the host."""
+    devices = list(devices or jax.local_devices())
+    stats = [d.memory_stats() or {} for d in devices]
+    if all("peak_bytes_in_use" in s for s in stats):
+        return [s["peak_bytes_in_use"] / 2**30 for s in stats], "device allocator peak"
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return [rss_kib / 2**20], "host process peak RSS (no device allocator statistics)"
+
+
+def with_resolution(cfg: Config, resolution: str | None) -> Config:
+    """``cfg`` at video resolution "HxW" (checked like any config)."""
+    if resolution is None:
+        return cfg
+    try:
+        height, width = (int(v) for v in resolution.lower().split("x"))
+    except ValueError:
+        raise ConfigError(
+            f"--resolution {resolution!r}: expected HEIGHTxWIDTH in pixels, e.g. 512x512"
+        ) from None
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, resolution=(height, width)))
+
+
+class RandomText:
+    """A stand-in text encoder: token states drawn from the prompt (benchmarks need no text model)."""
+
+    def __init__(self, width: int, max_length: int, tokens: int = 12):
+        self.width, self.max_length, self.tokens = width, max_length, min(tokens, max_length)
+
+    def __call__(self, prompts: list[str]) -> tuple[jax.Array, jax.Array]:
+        seeds = [sum(map(ord, p)) for p in prompts]
+        states = jnp.stack(
+            [0.5 * jax.random.normal(jax.random.key(s), (self.max_length, self.width)) for s in seeds]
+        )
+        mask = jnp.broadcast_to(jnp.arange(self.max_length) < self.tokens, (len(prompts), self.max_length))
+        return states, mask
+
+
+def perturbed(params, scale: float = 0.02, seed: int = 0):
+    """``params`` plus small noise, in place (donated): zero-initialised gates and heads become live, so
+    the benchmark runs every path with realistic values."""
+
+    def add_noise(params):
+        leaves, treedef = jax.tree.flatten(params)
+        keys = jax.random.split(jax.random.key(seed), len(leaves))
+        noisy = [
+            p + (scale * jax.random.normal(k, p.shape)).astype(p.dtype)
+            for p, k in zip(leaves, keys, strict=True)
+        ]
+        return jax.tree.unflatten(treedef, noisy)
+
+    shardings = jax.tree.map(lambda p: p.sharding, params)
+    return jax.jit(add_noise, out_shardings=shardings, donate_argnums=0)(params)

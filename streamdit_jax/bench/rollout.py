@@ -1,0 +1,125 @@
+"""``streamdit bench rollout``: the jitted streaming rollout of a preset, timed as a user streams it.
+
+Random weights (speed does not depend on them) and a stand-in text encoder. Two modes: ``latents``
+(the DiT alone: each emitted chunk is waited for on the device) and ``decoded`` (uint8 frames in hand,
+the VAE decoding on the Streamer's thread). Each mode streams ``warmup + steps`` chunks; the step time
+is the interval between consecutive chunks after the warm-up. The first frame is timed twice: in the
+process's first stream (compilation included) and in a fresh stream once everything is compiled
+(start-up included: the denoising of the first buffer, then the first step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import jax
+from flax import nnx
+
+from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.bench.common import (
+    RandomText,
+    device_info,
+    peak_memory_gib,
+    peak_throughput,
+    perturbed,
+    spread_ms,
+)
+from streamdit_jax.bench.flops import rollout_step_flops
+from streamdit_jax.config import Config, ConfigError
+from streamdit_jax.flow import Scheme
+from streamdit_jax.model import init_params, single_device_mesh
+from streamdit_jax.stream import Streamer, StreamModel
+
+MODES = ("latents", "decoded")
+PROMPT = "a red circle moves to the right"
+
+
+def random_stream_model(cfg: Config, seed: int = 0) -> StreamModel:
+    """A StreamModel of ``cfg`` on one device with random weights, a random VAE and :class:`RandomText`."""
+    mesh = single_device_mesh()
+    graphdef, params = init_params(cfg.model, jax.random.key(seed), mesh, cfg.mesh.rules)
+    vae = nnx.jit(lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(seed)))()
+    text = RandomText(cfg.model.text_width, cfg.text.max_length)
+    return StreamModel(cfg, graphdef, perturbed(params, seed=seed), vae, text, mesh)
+
+
+def _chunks(streamer: Streamer, mode: str):
+    """Chunks in hand: latents waited for on the device, or decoded uint8 frames."""
+    if mode == "latents":
+        for chunk in streamer.latent_chunks():
+            yield chunk.block_until_ready()
+    else:
+        yield from streamer.chunks()
+
+
+def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, cfg_scale: float) -> float:
+    start = time.perf_counter()
+    streamer = Streamer(model, PROMPT, scheme=scheme, cfg_scale=cfg_scale)
+    next(_chunks(streamer, mode))
+    return time.perf_counter() - start
+
+
+def bench_rollout(
+    cfg: Config,
+    scheme: Scheme | None = None,
+    cfg_scale: float | None = None,
+    steps: int = 30,
+    warmup: int = 5,
+    modes: tuple[str, ...] = MODES,
+    peak_tflops: float | None = None,
+) -> dict:
+    """Times the stream of ``cfg`` under ``scheme`` (default: the config's) in each of ``modes``."""
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise ConfigError(f"unknown rollout modes {sorted(unknown)}. Fix: choose among {MODES}")
+    scheme = scheme or Scheme(*cfg.scheme)
+    scale = cfg.rollout.cfg_scale if cfg_scale is None else float(cfg_scale)
+    scheme.check_buffer(cfg.buffer.frames)
+    process_start = time.perf_counter()
+    model = random_stream_model(cfg)
+    flops = rollout_step_flops(cfg, scheme, scale)
+    peak, peak_source = peak_throughput(peak_tflops)
+    frames_per_chunk = model.vae.cfg.temporal_compression * scheme.chunk_frames
+    results: dict = {}
+    cold_first_frame = None
+    for mode in modes:
+        streamer = Streamer(model, PROMPT, scheme=scheme, cfg_scale=scale)
+        stamps = []
+        for chunk_index, _ in enumerate(_chunks(streamer, mode)):
+            stamps.append(time.perf_counter())
+            if chunk_index == warmup + steps:
+                break
+        if cold_first_frame is None:
+            cold_first_frame = stamps[0] - process_start
+        step = spread_ms([b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :], strict=False)])
+        seconds = step["median"] / 1000.0
+        results[mode] = {
+            "step_ms": step,
+            "video_fps": frames_per_chunk / seconds,
+            "first_frame_s": _first_chunk_s(model, mode, scheme, scale),
+            "mfu": flops / seconds / peak,
+            "traces": streamer.rollout.traces,
+        }
+    memory, memory_source = peak_memory_gib(jax.local_devices()[:1])
+    return {
+        "bench": "rollout",
+        **device_info(),
+        "resolution": list(cfg.data.resolution),
+        "latent_grid": [scheme.frames, *cfg.latent_grid[1:]],
+        "scheme": list(dataclasses.astuple(scheme)),
+        "cfg_scale": scale,
+        "dtype": cfg.model.dtype,
+        "forward_passes_per_step": scheme.micro_steps * (1 if scale == 1.0 else 2),
+        "video_frames_per_step": frames_per_chunk,
+        "flops_per_step": flops,
+        "peak_flops": peak,
+        "peak_flops_source": peak_source,
+        "cold_first_frame_s": cold_first_frame,
+        "peak_gib": memory[0],
+        "peak_memory_source": memory_source,
+        "warmup": warmup,
+        "steps": steps,
+        "weights": "random",
+        "modes": results,
+    }

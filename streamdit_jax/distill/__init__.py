@@ -1,0 +1,6 @@
+"""Segment-wise multistep distillation (DESIGN §5): one unguided forward pass per emitted chunk."""
+
+from streamdit_jax.distill.run import distill_trainer
+from streamdit_jax.distill.task import DistillTask, schemes, student_config
+
+__all__ = ["DistillTask", "distill_trainer", "schemes", "student_config"]
