@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from streamdit_jax.bench import forward_flops, rollout_step_flops, table_rows, train_step_flops
+from streamdit_jax.bench import bench_rollout, forward_flops, rollout_step_flops, table_rows, train_step_flops
 from streamdit_jax.bench.common import with_resolution
 from streamdit_jax.bench.train import bench_train
 from streamdit_jax.cli import main
@@ -118,7 +118,13 @@ def test_peer_runs_the_same_model_in_pytorch_on_cpu():
     assert len(rows) == 2 and all("JAX / PyTorch" in row for row in rows)
 
 
-def test_bad_resolution_is_a_clear_error():
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ConfigError, match="at least one timed step"):
+        bench_rollout(load("tiny"), steps=0)
+    with pytest.raises(ConfigError, match="unknown rollout modes"):
+        bench_rollout(load("tiny"), modes=("latent",))
+    with pytest.raises(ConfigError, match="both must be >= 1"):
+        bench_train(load("tiny"), warmup=0)
     with pytest.raises(ConfigError, match="HEIGHTxWIDTH"):
         with_resolution(load("tiny"), "512")
     with pytest.raises(ConfigError):

@@ -107,7 +107,10 @@ class TorchSide:
         self.torch = torch
         self.cuda = jax.devices()[0].platform == "gpu" and torch.cuda.is_available()
         self.device = torch.device("cuda" if self.cuda else "cpu")
-        self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.model.dtype]
+        dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+        if cfg.model.dtype not in dtypes:
+            raise ConfigError(f"bench peer runs model.dtype float32 or bfloat16, not {cfg.model.dtype!r}")
+        self.dtype = dtypes[cfg.model.dtype]
         torch.manual_seed(0)
         self.model = diffusers.WanTransformer3DModel(**wan_hf_config(cfg.model)).to(self.device, self.dtype)
         self.compiled = self.cuda if compile_model is None else compile_model
@@ -173,6 +176,8 @@ def bench_peer(
 ) -> dict:
     """Forward passes (batch 1) and training steps (``train.batch_size``) of the preset's transformer,
     in JAX and in PyTorch at the same token count, each as a ratio of medians."""
+    if steps < 1 or warmup < 1:
+        raise ConfigError(f"--steps {steps} --warmup {warmup}: both must be >= 1 (the first call compiles)")
     unknown = set(phases) - set(PHASES)
     if unknown:
         raise ConfigError(f"unknown peer phases {sorted(unknown)}. Fix: choose among {PHASES}")

@@ -15,7 +15,7 @@ import numpy as np
 
 from streamdit_jax.bench.common import device_info, peak_memory_gib, peak_throughput, spread_ms
 from streamdit_jax.bench.flops import train_step_flops
-from streamdit_jax.config import Config
+from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.sharding import make_mesh
 from streamdit_jax.train import Trainer
 from streamdit_jax.train.flow_task import FlowTask
@@ -51,7 +51,7 @@ class SyntheticExamples:
 def bench_train(cfg: Config, steps: int = 10, warmup: int = 2, peak_tflops: float | None = None) -> dict:
     """Times ``steps`` optimizer steps of ``cfg.train`` on the mesh ``cfg.mesh`` after ``warmup`` ones."""
     if steps < 1 or warmup < 1:
-        raise ValueError(f"steps={steps} and warmup={warmup} must be >= 1 (the first step compiles)")
+        raise ConfigError(f"--steps {steps} --warmup {warmup}: both must be >= 1 (the first step compiles)")
     mesh = make_mesh(cfg.mesh)
     examples = SyntheticExamples(cfg)
     task = FlowTask(cfg, examples=examples)
