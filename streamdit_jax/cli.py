@@ -452,7 +452,8 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(text + "\n")
     _print(text)
-    command = "streamdit " + shlex.join(sys.argv[1:] if sys.argv[0].endswith("streamdit") else ["bench"])
+    ran = Path(sys.argv[0]).name in ("streamdit", "cli.py")  # else called in-process (tests)
+    command = "streamdit " + shlex.join(sys.argv[1:] if ran else ["bench"])
     _print("\n" + TABLE_HEADER + "\n" + "\n".join(table_rows(result, args.config, command)))
 
 
