@@ -2,6 +2,7 @@
 prompt changes, video-to-video, restoring across meshes, flat memory, and the ``stream`` command."""
 
 import dataclasses
+import gc
 import json
 import logging
 import resource
@@ -272,15 +273,19 @@ def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
     """Decoded frames of 2,000 chunks: host memory grows by less than 32 MiB between chunk 200 and chunk
     2,000, the live device arrays do not grow, and each jitted function was traced once."""
     streamer = Streamer(model, A, cfg_scale=2.0)
-    marks = {}
+    rss, arrays = {}, {"early": [], "late": []}
     for i, _ in enumerate(streamer.chunks()):
-        if i in (200, 1999):
-            marks[i] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, len(jax.live_arrays()))
+        window = "early" if 190 <= i <= 200 else "late" if 1989 <= i <= 1999 else None
+        if window:
+            # The fewest live arrays over eleven chunks: the decoder thread may be mid-step (old and new
+            # caches alive) at any one of them. Unreachable cycles are garbage, not live state.
+            gc.collect()
+            arrays[window].append(len(jax.live_arrays()))
+            rss[window] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if i == 1999:
             break
-    (rss_early, arrays_early), (rss_late, arrays_late) = marks[200], marks[1999]
-    assert rss_late - rss_early < 32, (rss_early, rss_late)
-    assert arrays_late <= arrays_early
+    assert rss["late"] - rss["early"] < 32, rss
+    assert min(arrays["late"]) <= min(arrays["early"]), arrays
     assert streamer.rollout.traces == 2 and streamer.steps <= 2000 + 2
 
 
