@@ -119,14 +119,6 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     )
 
 
-def _run(trainer) -> dict:
-    """Runs a Trainer to its last step, releasing its checkpoint manager whatever happens."""
-    try:
-        return trainer.run()
-    finally:
-        trainer.close()
-
-
 def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Trains the StreamDiT with buffered flow matching on the config's data and mesh."""
     import jax
@@ -154,7 +146,8 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         seed=cfg.seed,
         resume=args.resume,
     )
-    summary = _run(trainer)
+    with trainer:
+        summary = trainer.run()
     held_out = summary["eval"]
     levels = ", ".join(
         f"{k.removeprefix('loss_sigma_')}: {v:.4f}" for k, v in held_out.items() if "sigma" in k
@@ -184,7 +177,8 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         seed=cfg.seed,
         resume=args.resume,
     )
-    summary = _run(trainer)
+    with trainer:
+        summary = trainer.run()
     held_out = summary["eval"]
     _print(
         f"VAE step {summary['end_step']}: held-out PSNR {held_out['psnr']:.2f} dB, L1 {held_out['l1']:.4f} "
@@ -210,7 +204,8 @@ def cmd_distill(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         f"{dict(mesh.shape)}: teacher (K, N, c, s) = {teacher} with CFG {cfg.distill.cfg_scale:g} -> "
         f"student {student} without guidance"
     )
-    summary = _run(distill_trainer(cfg, args.teacher, args.workdir, mesh, resume=args.resume))
+    with distill_trainer(cfg, args.teacher, args.workdir, mesh, resume=args.resume) as trainer:
+        summary = trainer.run()
     _print(
         f"step {summary['end_step']}: held-out distillation loss {summary['eval']['loss']:.4f} (EMA weights)"
     )
@@ -431,13 +426,15 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     from streamdit_jax.flow import Scheme
 
     cfg = with_resolution(_load_config(args, overrides), args.resolution)
+    modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else None
     if args.kind == "rollout":
         from streamdit_jax.bench import bench_rollout
         from streamdit_jax.bench.rollout import MODES
 
         scheme = Scheme.parse(args.scheme) if args.scheme else None
-        modes = tuple(m.strip() for m in args.modes.split(",")) if args.modes else MODES
-        result = bench_rollout(cfg, scheme, args.cfg, args.steps, args.warmup, modes, args.peak_tflops)
+        result = bench_rollout(
+            cfg, scheme, args.cfg, args.steps, args.warmup, modes or MODES, args.peak_tflops
+        )
     elif args.kind == "train":
         from streamdit_jax.bench import bench_train
 
@@ -445,8 +442,7 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     else:
         from streamdit_jax.bench.peer import PHASES, bench_peer
 
-        phases = tuple(m.strip() for m in args.modes.split(",")) if args.modes else PHASES
-        result = bench_peer(cfg, args.steps, args.warmup, compile_model=args.compile, phases=phases)
+        result = bench_peer(cfg, args.steps, args.warmup, compile_model=args.compile, phases=modes or PHASES)
     text = json.dumps(result, indent=2)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -100,14 +100,8 @@ def _train(task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, p
         resume=True,
         progress=progress,
     )
-    return _run(trainer)
-
-
-def _run(trainer) -> dict:
-    try:
+    with trainer:
         return trainer.run()
-    finally:
-        trainer.close()
 
 
 def _stage_vae(cfg: Config, paths: DemoPaths, progress: bool) -> str:
@@ -141,7 +135,8 @@ def _stage_student(cfg: Config, paths: DemoPaths, progress: bool) -> str:
 
     trainer = distill_trainer(cfg, paths.teacher, paths.student, make_mesh(cfg.mesh), resume=True,
                               progress=progress)  # fmt: skip
-    summary = _run(trainer)
+    with trainer:
+        summary = trainer.run()
     return f"held-out distillation loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
 
 

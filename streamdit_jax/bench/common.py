@@ -6,19 +6,21 @@ import dataclasses
 import os
 import resource
 import statistics
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from streamdit_jax.bench.flops import matmul_peak, peak_flops
+from streamdit_jax.bench.flops import peak_flops
 from streamdit_jax.config import Config, ConfigError
 
 
 def spread_ms(seconds: Sequence[float]) -> dict[str, float]:
     """Median, 10th/90th percentile, min and max of a list of durations, in milliseconds."""
-    if not seconds:
+    if len(seconds) == 0:
         raise ValueError("no timed steps: ask for at least one step after the warm-up")
     ms = np.asarray(seconds, np.float64) * 1000.0
     return {
@@ -29,6 +31,28 @@ def spread_ms(seconds: Sequence[float]) -> dict[str, float]:
         "max": float(ms.max()),
         "count": len(ms),
     }
+
+
+def time_calls(
+    fn: Callable[[], Any], sync: Callable[[Any], Any], steps: int, warmup: int
+) -> tuple[dict, float]:
+    """(:func:`spread_ms` of the timed calls, seconds of the first call) of ``fn`` run ``warmup + steps``
+    times, each waited for with ``sync`` on its result."""
+    times = []
+    for _ in range(warmup + steps):
+        start = time.perf_counter()
+        sync(fn())
+        times.append(time.perf_counter() - start)
+    return spread_ms(times[warmup:]), times[0]
+
+
+def matmul_peak(device: jax.Device, size: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a large float32 matmul on ``device``, measured (median of ``repeats``): the reference
+    MFU uses on devices without a tabled peak, such as CPUs."""
+    a = jax.device_put(jnp.ones((size, size), jnp.float32), device)
+    matmul = jax.jit(lambda x: x @ x)
+    step, _ = time_calls(lambda: matmul(a), jax.block_until_ready, repeats, warmup=1)
+    return 2 * size**3 / (step["median"] / 1000.0)
 
 
 def device_info() -> dict:

@@ -81,24 +81,5 @@ def train_step_flops(cfg: Config) -> int:
 
 
 def peak_flops(device: jax.Device) -> float | None:
-    """The chip's dense bf16 peak FLOP/s, or None where it is not tabled (CPUs: see :func:`matmul_peak`)."""
+    """The chip's dense bf16 peak FLOP/s, or None where it is not tabled (CPUs: ``common.matmul_peak``)."""
     return PEAK_BF16_FLOPS.get(device.device_kind)
-
-
-def matmul_peak(device: jax.Device, size: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of a large float32 matmul on ``device``, measured (median of ``repeats``): the reference
-    MFU uses on devices without a tabled peak, such as CPUs."""
-    import statistics
-    import time
-
-    import jax.numpy as jnp
-
-    a = jax.device_put(jnp.ones((size, size), jnp.float32), device)
-    matmul = jax.jit(lambda x: x @ x)
-    matmul(a).block_until_ready()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a).block_until_ready()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times)

@@ -13,14 +13,13 @@ attention for bf16). torch and diffusers are imported by this module only, when 
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from streamdit_jax.bench.common import device_info, perturbed, spread_ms
+from streamdit_jax.bench.common import device_info, perturbed, time_calls
 from streamdit_jax.bench.flops import forward_flops
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.convert import wan_hf_config
@@ -43,16 +42,6 @@ def _inputs(cfg: Config, batch: int) -> dict[str, np.ndarray]:
     }
 
 
-def _time(fn, sync, steps: int, warmup: int) -> tuple[dict, float]:
-    """(step statistics, seconds of the first call) of ``fn`` run ``warmup + steps`` times."""
-    times = []
-    for _ in range(warmup + steps):
-        start = time.perf_counter()
-        sync(fn())
-        times.append(time.perf_counter() - start)
-    return spread_ms(times[warmup:]), times[0]
-
-
 class JaxSide:
     """The preset's StreamDiT, jitted: a forward pass, and an MSE training step with AdamW (donated)."""
 
@@ -66,7 +55,7 @@ class JaxSide:
         mask = jnp.ones(text.shape[:2], bool)
         fn = jax.jit(lambda p, *a: apply(self.graphdef, p, *a))
         run = lambda: fn(self.params, latents, sigma, text, mask)
-        step, first = _time(run, jax.block_until_ready, steps, warmup)
+        step, first = time_calls(run, jax.block_until_ready, steps, warmup)
         return {"step_ms": step, "first_call_s": first, "params": count_params(self.params)}
 
     def train(self, x: dict, steps: int, warmup: int) -> dict:
@@ -89,7 +78,7 @@ class JaxSide:
             state[0], state[1], loss = fn(*state)
             return loss
 
-        step, first = _time(run, jax.block_until_ready, steps, warmup)
+        step, first = time_calls(run, jax.block_until_ready, steps, warmup)
         return {"step_ms": step, "first_call_s": first}
 
 
@@ -144,7 +133,7 @@ class TorchSide:
             with self.torch.inference_mode():
                 return self.run(hidden, timestep, context, return_dict=False)[0]
 
-        step, first = _time(run, self._sync, steps, warmup)
+        step, first = time_calls(run, self._sync, steps, warmup)
         return {"step_ms": step, "first_call_s": first}
 
     def train(self, x: dict, steps: int, warmup: int) -> dict:
@@ -160,7 +149,7 @@ class TorchSide:
             optimizer.step()
             return loss
 
-        step, first = _time(run, self._sync, steps, warmup)
+        step, first = time_calls(run, self._sync, steps, warmup)
         return {"step_ms": step, "first_call_s": first}
 
 

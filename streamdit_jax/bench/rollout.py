@@ -14,6 +14,7 @@ import dataclasses
 import time
 
 import jax
+import numpy as np
 from flax import nnx
 
 from streamdit_jax.autoencoder import VideoVAE
@@ -94,7 +95,7 @@ def bench_rollout(
                 break
         if cold_first_frame is None:
             cold_first_frame = stamps[0] - process_start
-        step = spread_ms([b - a for a, b in zip(stamps[warmup:], stamps[warmup + 1 :], strict=False)])
+        step = spread_ms(np.diff(stamps[warmup:]))
         seconds = step["median"] / 1000.0
         results[mode] = {
             "step_ms": step,

@@ -8,12 +8,11 @@ step is waited for; the warm-up (compilation included) is left out of the statis
 from __future__ import annotations
 
 import tempfile
-import time
 
 import jax
 import numpy as np
 
-from streamdit_jax.bench.common import device_info, peak_memory_gib, peak_throughput, spread_ms
+from streamdit_jax.bench.common import device_info, peak_memory_gib, peak_throughput, time_calls
 from streamdit_jax.bench.flops import train_step_flops
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.sharding import make_mesh
@@ -57,14 +56,9 @@ def bench_train(cfg: Config, steps: int = 10, warmup: int = 2, peak_tflops: floa
     task = FlowTask(cfg, examples=examples)
     with tempfile.TemporaryDirectory(prefix="streamdit-bench-") as workdir:
         trainer = Trainer(task, cfg.train, cfg.optimizer, mesh, cfg.mesh.rules, workdir, progress=False)
-        batch = examples.batch(trainer.local_batch)
-        times = []
-        for _ in range(warmup + steps):
-            start = time.perf_counter()
-            jax.block_until_ready(trainer.step(batch))
-            times.append(time.perf_counter() - start)
-        trainer.close()
-    step = spread_ms(times[warmup:])
+        with trainer:
+            batch = examples.batch(trainer.local_batch)
+            step, first = time_calls(lambda: trainer.step(batch), jax.block_until_ready, steps, warmup)
     seconds = step["median"] / 1000.0
     flops = train_step_flops(cfg)
     peak, peak_source = peak_throughput(peak_tflops)
@@ -80,7 +74,7 @@ def bench_train(cfg: Config, steps: int = 10, warmup: int = 2, peak_tflops: floa
         "dtype": cfg.model.dtype,
         "remat": cfg.model.remat,
         "step_ms": step,
-        "first_step_s": times[0],
+        "first_step_s": first,
         "tokens_per_s": tokens / seconds,
         "flops_per_step": flops,
         "peak_flops": peak,

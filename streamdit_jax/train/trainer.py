@@ -482,6 +482,12 @@ class Trainer:
         self.manager.wait_until_finished()
         self.manager.close()
 
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()  # whatever happened: a run that raised keeps its saved checkpoints
+
     def _writer(self):
         if not self.is_main:
             return None
