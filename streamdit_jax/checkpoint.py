@@ -4,6 +4,9 @@ Layout: an Orbax CheckpointManager directory whose steps hold the items ``params
 as a plain nested dict: parameters, and for the VAE its latent statistics) and ``config`` (JSON: the
 model kind and its config dataclass). Training adds items (optimizer state, EMA, data iterator) to the
 same steps; a params-only restore reads just these two.
+
+This module knows no model: ``streamdit_jax.model.restore_params`` and
+``streamdit_jax.autoencoder.restore_vae`` build theirs and read into them with :func:`restore_tree`.
 """
 
 from __future__ import annotations
@@ -14,15 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
-from jax.sharding import Mesh
 
-from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, from_dict
-from streamdit_jax.model import abstract_model, param_shardings, single_device_mesh
-from streamdit_jax.sharding import DEFAULT_RULES
 
 PARAMS = "params"
 EMA = "ema"  # training checkpoints also hold the EMA of the model's state
@@ -113,7 +111,7 @@ def restore_run_config(directory: str | Path, step: int | None = None) -> Config
     return from_dict(Config, record) if record else None
 
 
-def _expect(cfg: Any, kind: type, directory: str | Path) -> None:
+def expect_kind(cfg: Any, kind: type, directory: str | Path) -> None:
     if not isinstance(cfg, kind):
         raise ValueError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
 
@@ -123,7 +121,7 @@ def _weights_item(directory: str | Path, step: int, ema: bool) -> str:
     return EMA if ema and (Path(directory).resolve() / str(step) / EMA).is_dir() else PARAMS
 
 
-def _restore_tree(
+def restore_tree(
     directory: str | Path, step: int, abstract: nnx.State, shardings: nnx.State | None, ema: bool
 ) -> None:
     """Reads the model's state into ``abstract`` (in place), placing each array on its sharding."""
@@ -138,50 +136,3 @@ def _restore_tree(
     with manager(directory, (item, CONFIG)) as mngr:
         restored = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.StandardRestore(target)}))
     nnx.replace_by_pure_dict(abstract, restored[item])
-
-
-def restore_params(
-    directory: str | Path,
-    mesh: Mesh | None = None,
-    rules: Sequence[tuple] = DEFAULT_RULES,
-    step: int | None = None,
-    model_overrides: Mapping[str, Any] | None = None,
-    ema: bool = True,
-) -> tuple[ModelConfig, nnx.GraphDef, nnx.State]:
-    """A transformer's (config, graphdef, params), read straight into their shardings on ``mesh``.
-
-    ``model_overrides`` replaces fields of the saved config that do not change parameter shapes;
-    ``ema`` takes a training checkpoint's EMA weights (the raw ones when False or absent).
-    """
-    step = latest_step(directory) if step is None else step
-    model_cfg = restore_config(directory, step)
-    _expect(model_cfg, ModelConfig, directory)
-    if model_overrides:
-        unknown = sorted(set(model_overrides) - {f.name for f in dataclasses.fields(ModelConfig)})
-        if unknown:
-            raise ValueError(f"model_overrides {unknown} are not ModelConfig fields")
-        changes_shapes = sorted(set(model_overrides) - SHAPE_FREE_FIELDS)
-        if changes_shapes:
-            raise ValueError(
-                f"model_overrides {changes_shapes} would change parameter shapes; only "
-                f"{sorted(SHAPE_FREE_FIELDS)} may differ from the saved model config"
-            )
-        model_cfg = dataclasses.replace(model_cfg, **model_overrides)
-    graphdef, abstract = abstract_model(model_cfg)
-    shardings = param_shardings(abstract, mesh or single_device_mesh(), rules)
-    _restore_tree(directory, step, abstract, shardings, ema)
-    return model_cfg, graphdef, abstract
-
-
-def restore_vae(directory: str | Path, step: int | None = None, ema: bool = True) -> VideoVAE:
-    """A VideoVAE (parameters and latent statistics) from a checkpoint; EMA weights as in restore_params."""
-    step = latest_step(directory) if step is None else step
-    cfg = restore_config(directory, step)
-    _expect(cfg, AutoencoderConfig, directory)
-    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0))))
-    # Read onto this process's first device (the saving process's devices may not be ours), then made
-    # uncommitted, so that the VAE also runs inside jits under a (multi-process) training mesh.
-    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    _restore_tree(directory, step, abstract, jax.tree.map(lambda _: local, abstract), ema)
-    state = jax.tree.map(lambda x: jax.device_put(np.asarray(x)), abstract)
-    return nnx.merge(graphdef, state)

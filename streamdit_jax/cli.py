@@ -159,7 +159,7 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 
 def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-    """Trains the preset's video VAE on shapes clips; the checkpoint restores with checkpoint.restore_vae."""
+    """Trains the preset's video VAE on shapes clips; the checkpoint restores with autoencoder.restore_vae."""
     from streamdit_jax.autoencoder.training import VAETask
     from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
@@ -219,8 +219,8 @@ def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Held-out PSNR of a VAE checkpoint on the clips train-vae evaluates on; optionally a PNG strip."""
     from PIL import Image
 
+    from streamdit_jax.autoencoder import restore_vae
     from streamdit_jax.autoencoder.training import evaluate_vae
-    from streamdit_jax.checkpoint import restore_vae
 
     cfg = _load_config(args, overrides)
     vae = restore_vae(args.checkpoint, ema=not args.raw)
@@ -243,7 +243,7 @@ def _checked_encoders(cfg, vae_dir: str | Path):
     """(VAE of ``vae_dir``, text encoder), both checked against the preset."""
     import dataclasses
 
-    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.autoencoder import restore_vae
     from streamdit_jax.text import build_encoder
 
     vae = restore_vae(vae_dir)

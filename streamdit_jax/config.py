@@ -22,6 +22,7 @@ from typing import Any
 
 import ml_collections
 
+from streamdit_jax.choices import ATTENTION_BACKENDS, REMAT_POLICIES, window_shifts
 from streamdit_jax.sharding.axes import LOGICAL_AXES, MESH_AXES
 from streamdit_jax.sharding.rules import DEFAULT_RULES
 
@@ -66,7 +67,7 @@ class ModelConfig:
     cross_attn_norm: bool = True
     dtype: str = "float32"  # compute dtype of matmuls; norms and modulation stay float32
     param_dtype: str = "float32"
-    remat: str = "none"  # see streamdit_jax.model.dit.REMAT_POLICIES
+    remat: str = "none"  # see streamdit_jax.choices.REMAT_POLICIES
     attention: str = "xla"  # a backend registered in streamdit_jax.model.attention
 
     @property
@@ -123,12 +124,12 @@ class ModelConfig:
                     f"unknown dtype {getattr(self, name)!r}",
                     "use float32, bfloat16 or float16",
                 )
-        # Imported here: the model modules import this one.
-        from streamdit_jax.model.attention import BACKENDS
-        from streamdit_jax.model.dit import REMAT_POLICIES
-
-        if self.attention not in BACKENDS:
-            _fail("model.attention", f"unknown backend {self.attention!r}", f"use one of {sorted(BACKENDS)}")
+        if self.attention not in ATTENTION_BACKENDS:
+            _fail(
+                "model.attention",
+                f"unknown backend {self.attention!r}",
+                f"use one of {sorted(ATTENTION_BACKENDS)}",
+            )
         if self.attention == "cudnn" and (
             self.dtype == "float32" or self.head_dim % 8 or self.head_dim > 256
         ):
@@ -362,7 +363,8 @@ class VAETrainConfig(TrainConfig):
 
 @dataclasses.dataclass(frozen=True)
 class DistillConfig(TrainConfig):
-    """Segment-wise multistep distillation (DESIGN §5), trained like ``train`` with ``distill_optimizer``.
+    """Segment-wise multistep distillation (docs/training.md), trained like ``train`` with
+    ``distill_optimizer``.
 
     The teacher runs chunks of ``chunk_frames`` (K = 0, N = buffer.frames / c) with
     ``teacher_micro_steps`` Euler micro-steps of classifier-free guidance at ``cfg_scale`` per segment;
@@ -401,7 +403,7 @@ class DataConfig:
     path: str = ""  # videos: the folder the captions' paths are relative to; latents: the shard folder
     captions: str = ""  # videos: jsonl of {"video": path, "caption": text}
     vae: str = ""  # VAE checkpoint that encodes shapes/videos on the fly; "" = an untrained VAE (tests)
-    heldout: int = 64  # videos/latents: the last examples, held out (shapes has its own held-out split)
+    heldout: int = 64  # videos/latents: the last source videos, all their clips held out (shapes: own split)
     # Latent frames per clip (encoded whole); 0 = buffer.frames. Longer clips train on a window of
     # buffer.frames at an offset drawn per example, so that the model also learns the steady-state
     # latents a stream carries, not only windows that open with a video's causal first latent.
@@ -621,8 +623,6 @@ def _validate_grid(cfg: Config) -> None:
                 f"{a} {_divisors(g)}" for a, g in zip(("frames", "height", "width"), grid, strict=True)
             ),
         )
-    from streamdit_jax.model.attention import window_shifts  # the model's own definition of a shift
-
     if any(window_shifts(grid, window)) and cfg.model.num_layers % 2:
         _fail(
             "model.num_layers",

@@ -112,7 +112,7 @@ def _stage_vae(cfg: Config, paths: DemoPaths, progress: bool) -> str:
 
 
 def _stage_latents(cfg: Config, paths: DemoPaths, progress: bool) -> str:
-    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.autoencoder import restore_vae
     from streamdit_jax.data.encode import encode_shapes
     from streamdit_jax.text import build_encoder
 

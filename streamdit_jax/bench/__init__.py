@@ -1,4 +1,4 @@
-"""Benchmarks (DESIGN §11): the streaming rollout, the training step, and a PyTorch peer of the model.
+"""Benchmarks (docs/performance.md): the streaming rollout, the training step, and a PyTorch peer.
 
 Each returns a JSON-able dict; :func:`table_rows` turns one into rows of docs/benchmarks.md's table.
 """

@@ -122,7 +122,7 @@ def perturbed(params, scale: float = 0.02, seed: int = 0):
     """``params`` plus small noise, in place (donated): zero-initialised gates and heads become live, so
     the benchmark runs every path with realistic values."""
 
-    def add_noise(params):
+    def perturb(params):
         leaves, treedef = jax.tree.flatten(params)
         keys = jax.random.split(jax.random.key(seed), len(leaves))
         noisy = [
@@ -132,4 +132,4 @@ def perturbed(params, scale: float = 0.02, seed: int = 0):
         return jax.tree.unflatten(treedef, noisy)
 
     shardings = jax.tree.map(lambda p: p.sharding, params)
-    return jax.jit(add_noise, out_shardings=shardings, donate_argnums=0)(params)
+    return jax.jit(perturb, out_shardings=shardings, donate_argnums=0)(params)

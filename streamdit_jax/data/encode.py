@@ -22,10 +22,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from PIL import Image
 
 from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config
+from streamdit_jax.data.frames import conform, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, SHARD_SUFFIX, pack
 
 log = logging.getLogger(__name__)
@@ -58,45 +58,6 @@ def read_captions(path: str | Path, videos_dir: str | Path) -> list[tuple[Path, 
     if not entries:
         raise ValueError(f"{path} lists no videos")
     return entries
-
-
-def read_video(path: Path) -> tuple[np.ndarray, float]:
-    """All frames [T, H, W, 3] uint8 and the frame rate of a video file (mp4, webm, gif, ...)."""
-    import imageio.v3 as iio
-
-    frames = np.asarray(iio.imread(path, plugin="pyav"))
-    meta = iio.immeta(path, plugin="pyav")
-    fps = float(meta.get("fps") or 0.0)
-    if frames.ndim != 4 or frames.shape[-1] < 3 or fps <= 0:
-        raise ValueError(f"no colour frames with a frame rate (shape {frames.shape}, fps {fps})")
-    return frames[..., :3], fps
-
-
-def conform(frames: np.ndarray, fps: float, cfg: Config) -> np.ndarray:
-    """Frames resampled to ``cfg.data.fps``, resized and centre-cropped to ``cfg.data.resolution``,
-    as float32 in [-1, 1]."""
-    count = math.floor(len(frames) / fps * cfg.data.fps + 1e-6)
-    index = np.minimum([source_index(j, fps, cfg.data.fps) for j in range(count)], len(frames) - 1)
-    out = np.empty((count, *cfg.data.resolution, 3), np.float32)
-    for i, source in enumerate(index):
-        out[i] = fit_frame(frames[source], cfg.data.resolution)
-    return out
-
-
-def source_index(j: int, fps: float, target_fps: float) -> int:
-    """The source frame shown at frame ``j`` of the video resampled from ``fps`` to ``target_fps``."""
-    return math.floor(j * fps / target_fps + 1e-6)
-
-
-def fit_frame(frame: np.ndarray, resolution: tuple[int, int]) -> np.ndarray:
-    """One uint8 frame [H, W, 3+] resized (bicubic) and centre-cropped to ``resolution``; float32 in
-    [-1, 1]."""
-    height, width = resolution
-    scale = max(height / frame.shape[0], width / frame.shape[1])
-    size = (max(width, round(frame.shape[1] * scale)), max(height, round(frame.shape[0] * scale)))
-    top, left = (size[1] - height) // 2, (size[0] - width) // 2
-    image = Image.fromarray(frame[..., :3]).resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
-    return np.asarray(image, np.float32)[top : top + height, left : left + width] / 127.5 - 1.0
 
 
 def clip_latents(cfg: Config) -> int:

@@ -5,9 +5,11 @@ Three sources (``data.source``), each with a held-out split:
 - ``shapes``: procedural clips (``ShapesDataset``), encoded on the fly by the preset's VAE and text
   encoder; the held-out split uses captions and colour/motion pairs the training split never does.
 - ``videos``: a folder of videos with a jsonl of captions (``data.path``, ``data.captions``), decoded,
-  conformed and encoded on the fly; the last ``data.heldout`` entries are held out.
-- ``latents``: ArrayRecord shards written by ``streamdit encode`` (``data.path``); the last
-  ``data.heldout`` records are held out.
+  conformed and encoded on the fly; every entry of the last ``data.heldout`` videos is held out.
+- ``latents``: ArrayRecord shards written by ``streamdit encode`` (``data.path``); the records of the
+  last ``data.heldout`` source videos are held out.
+
+The latents and videos sources split by source video: no video has clips in both splits.
 
 Prompt dropout (``data.prompt_dropout``) replaces an example's caption by the empty prompt, drawn
 per example with grain's seeded ``random_map`` so that it is reproducible and resumable.
@@ -16,6 +18,7 @@ per example with grain's seeded ``random_map`` so that it is reproducible and re
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +30,8 @@ from flax import nnx
 from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.data import DataError, pipeline
-from streamdit_jax.data.encode import (
-    clip_frames,
-    clip_latents,
-    conform,
-    encode_clips,
-    read_captions,
-    read_video,
-)
+from streamdit_jax.data.encode import clip_frames, clip_latents, encode_clips, read_captions
+from streamdit_jax.data.frames import conform, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, LatentShards, training_example
 from streamdit_jax.data.shapes import ShapesDataset
 from streamdit_jax.text import TextEncoder
@@ -70,10 +67,11 @@ class BatchEncoder:
 
 
 class VideoClips:
-    """Random access to the first clip of each (video, caption) entry, conformed to the preset.
+    """Random access to the first clip of each (video, caption) entry of one split, conformed to the
+    preset.
 
-    A video that cannot be read or is too short is logged once and replaced by the next readable one,
-    so a bad file never stops training.
+    A video that cannot be read or is too short is logged once and replaced by the next readable entry
+    of the same split (never one of the other split), so a bad file never stops training.
     """
 
     def __init__(self, entries: list[tuple[Path, str]], cfg: Config):
@@ -99,18 +97,42 @@ class VideoClips:
                 self.bad.add(i)
                 continue
             return {"video": video[: self.length], "caption": caption}
-        raise DataError(f"none of the {len(self.entries)} videos in the caption file can be read")
-
-
-def _split(source, count: int, heldout: int, name: str) -> tuple[Any, Any]:
-    """(train, held-out) views: the last ``heldout`` items are held out."""
-    if count <= heldout:
-        raise ConfigError(
-            f"config field 'data.heldout': {name} has {count} examples, not more than the {heldout} "
-            "held out. Fix: lower data.heldout or add data"
+        raise DataError(
+            f"none of the {len(self.entries)} entries of this split of the caption file can be read. Fix: "
+            "check the videos under data.path, or lower data.heldout"
         )
-    data = grain.MapDataset.source(source)
-    return data[: count - heldout], data[count - heldout :]
+
+
+def heldout_start(video_of: Callable[[int], str], count: int, heldout: int, name: str) -> int:
+    """Where the held-out records of a source start: the records of its last ``heldout`` source videos.
+
+    Records of one video are contiguous (as ``streamdit encode`` writes them), so walking back from the
+    end reads only the held-out records and the one before them; a video is never in both splits."""
+    videos: set[str] = set()
+    for index in range(count - 1, -1, -1):
+        video = video_of(index)
+        if video not in videos and len(videos) == heldout:
+            return index + 1
+        videos.add(video)
+    raise ConfigError(
+        f"config field 'data.heldout': {name} holds {len(videos)} source videos, not more than the "
+        f"{heldout} held out. Fix: lower data.heldout or add data"
+    )
+
+
+def split_entries(
+    entries: list[tuple[Path, str]], heldout: int, name: str
+) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(train, held-out) caption entries: the ``heldout`` videos that appear last in the caption file are
+    held out with every entry that names them, wherever it stands, so a video is never in both splits."""
+    distinct = list(dict.fromkeys(path for path, _ in reversed(entries)))  # by last appearance
+    if len(distinct) <= heldout:
+        raise ConfigError(
+            f"config field 'data.heldout': {name} lists {len(distinct)} videos, not more than the "
+            f"{heldout} held out. Fix: lower data.heldout or add videos"
+        )
+    held = set(distinct[:heldout])
+    return [e for e in entries if e[0] not in held], [e for e in entries if e[0] in held]
 
 
 class ExampleSource:
@@ -122,7 +144,11 @@ class ExampleSource:
         data = cfg.data
         if data.source == "latents":
             shards = _checked_shards(cfg)
-            self.train, self.heldout = _split(shards, len(shards), data.heldout, str(shards.directory))
+            start = heldout_start(
+                lambda i: shards[i]["video"], len(shards), data.heldout, str(shards.directory)
+            )
+            records = grain.MapDataset.source(shards)
+            self.train, self.heldout = records[:start], records[start:]
             self.raw = self._latent_window
             empty = np.load(shards.directory / EMPTY_PROMPT)
             self.empty = {"text": empty["text"].astype(np.float32), "text_mask": empty["text_mask"]}
@@ -140,9 +166,8 @@ class ExampleSource:
             entries = read_captions(
                 _existing(data.captions, "data.captions"), _existing(data.path, "data.path")
             )
-            self.train, self.heldout = _split(
-                VideoClips(entries, cfg), len(entries), data.heldout, data.captions
-            )
+            train, heldout = split_entries(entries, data.heldout, data.captions)
+            self.train, self.heldout = VideoClips(train, cfg), VideoClips(heldout, cfg)
             self.raw = self._video_and_caption
 
     def empty_prompt(self) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +260,7 @@ def preset_vae(cfg: Config) -> VideoVAE:
     latent statistics, so that latents have unit scale) and a warning."""
     import dataclasses
 
-    from streamdit_jax.checkpoint import restore_vae
+    from streamdit_jax.autoencoder import restore_vae
 
     if cfg.data.vae:
         vae = restore_vae(_existing(cfg.data.vae, "data.vae"))

@@ -1,4 +1,4 @@
-"""Segment-wise multistep distillation (DESIGN §5): one unguided forward pass per emitted chunk."""
+"""Segment-wise multistep distillation (docs/training.md): one unguided forward pass per emitted chunk."""
 
 from streamdit_jax.distill.run import distill_trainer
 from streamdit_jax.distill.task import DistillTask, schemes, student_config

@@ -8,6 +8,7 @@ from jax.sharding import Mesh
 
 from streamdit_jax.config import Config
 from streamdit_jax.distill.task import DistillTask, student_config
+from streamdit_jax.model import restore_params
 from streamdit_jax.train import Trainer
 
 
@@ -31,7 +32,7 @@ def distill_trainer(
 
     StreamModel.load_config(teacher, cfg)  # a ConfigError unless the teacher is cfg.model
     shape_free = {f: getattr(cfg.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
-    _, graphdef, params = ckpt.restore_params(teacher, mesh, cfg.mesh.rules, model_overrides=shape_free)
+    _, graphdef, params = restore_params(teacher, mesh, cfg.mesh.rules, model_overrides=shape_free)
     task = DistillTask(cfg, graphdef, *(encoders or on_the_fly_encoders(cfg)))
     return Trainer(
         task,

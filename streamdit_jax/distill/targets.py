@@ -1,4 +1,5 @@
-"""The teacher's side of segment-wise distillation (DESIGN §5): steady-state buffers and their targets.
+"""The teacher's side of segment-wise distillation (docs/training.md): steady-state buffers and their
+targets.
 
 A buffer in steady state under scheme (0, N, c, s) holds chunk i (0 = oldest) at the start of its
 segment, sigma (i + 1)/N. One stream step crosses every segment at once: the teacher takes s guided
@@ -11,15 +12,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from streamdit_jax.flow import Scheme, euler
+from streamdit_jax.flow import Scheme, add_noise, euler
 from streamdit_jax.flow.loss import VelocityFn
 
 
 def steady_buffers(latents: jax.Array, noise: jax.Array, scheme: Scheme) -> tuple[jax.Array, jax.Array]:
     """Clean buffers [B, F, h, w, C] noised to the scheme's steady state: (noisy latents, sigma [B, F])."""
     sigma = jnp.broadcast_to(jnp.asarray(scheme.steady_sigmas())[None], latents.shape[:2])
-    level = sigma[:, :, None, None, None]
-    return (1.0 - level) * latents + level * noise, sigma
+    return add_noise(latents, sigma, noise), sigma
 
 
 def teacher_step(velocity: VelocityFn, latents: jax.Array, sigma: jax.Array, scheme: Scheme) -> jax.Array:

@@ -2,7 +2,7 @@
 
 from streamdit_jax.flow.loss import EVAL_LEVELS, buffered_loss, flow_loss, loss_by_level
 from streamdit_jax.flow.noise import BufferNoise, Mixture, add_noise, sample_sigmas
-from streamdit_jax.flow.sampler import denoise_round, euler, guided, text_to_video
+from streamdit_jax.flow.sampler import euler, guided, steady_round, text_to_video
 from streamdit_jax.flow.schemes import Scheme, SchemeError
 
 __all__ = [
@@ -13,11 +13,11 @@ __all__ = [
     "SchemeError",
     "add_noise",
     "buffered_loss",
-    "denoise_round",
     "euler",
     "flow_loss",
     "guided",
     "loss_by_level",
     "sample_sigmas",
+    "steady_round",
     "text_to_video",
 ]

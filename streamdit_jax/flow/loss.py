@@ -38,8 +38,8 @@ def flow_loss(
 def buffered_loss(
     velocity_fn: VelocityFn, latents: jax.Array, key: jax.Array, mixture: Mixture
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """One noise draw for the whole buffer (DESIGN §4): sigmas from ``mixture``, the velocity loss, and
-    the mean sigma and uniform-mode share as metrics."""
+    """One noise draw for the whole buffer (docs/training.md): sigmas from ``mixture``, the velocity
+    loss, and the mean sigma and uniform-mode share as metrics."""
     k_sigma, k_noise = jax.random.split(key)
     batch, frames = latents.shape[:2]
     drawn = sample_sigmas(k_sigma, batch, frames, mixture)

@@ -1,4 +1,4 @@
-"""Per-frame noise levels for buffered flow matching (DESIGN §4), every choice a traced array.
+"""Per-frame noise levels for buffered flow matching (docs/training.md), every choice a traced array.
 
 Each example draws a chunk size c from the configured mixture, or (with the uniform share) one sigma for
 all its frames, i.e. plain text-to-video. With N = (B - K)/c chunks, chunk i (0 = oldest) draws
@@ -62,6 +62,7 @@ def sample_sigmas(key: jax.Array, batch: int, frames: int, mixture: Mixture) -> 
 
 
 def add_noise(latents: jax.Array, sigma: jax.Array, noise: jax.Array) -> jax.Array:
-    """``x_sigma = (1 - sigma)·x + sigma·noise`` with per-frame sigma [B, F]."""
+    """``x_sigma = (1 - sigma)·x + sigma·noise`` with per-frame sigma [B, F] (or [B, 1] for one level
+    per example): the one noising formula of training, distillation and streaming."""
     s = sigma[:, :, None, None, None].astype(latents.dtype)
     return (1.0 - s) * latents + s * noise

@@ -43,7 +43,7 @@ def euler(
     return jax.lax.fori_loop(0, steps, body, (latents, sigma))
 
 
-def denoise_round(velocity_fn: VelocityFn, latents: jax.Array, scheme: Scheme) -> jax.Array:
+def steady_round(velocity_fn: VelocityFn, latents: jax.Array, scheme: Scheme) -> jax.Array:
     """One round of a buffer in steady state: s micro-steps take chunk i from (i+1)/N to i/N, so the
     oldest chunk comes out clean. Latents [B, F, h, w, C] with F = scheme.frames."""
     batch = latents.shape[0]
@@ -58,4 +58,4 @@ def text_to_video(velocity_fn: VelocityFn, noise: jax.Array, steps: int, referen
     k = 0 if reference is None else reference.shape[1]
     scheme = Scheme(k, 1, noise.shape[1] - k, steps)
     latents = noise if reference is None else jnp.concatenate([reference, noise[:, k:]], axis=1)
-    return denoise_round(velocity_fn, latents, scheme)
+    return steady_round(velocity_fn, latents, scheme)

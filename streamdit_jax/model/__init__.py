@@ -9,6 +9,7 @@ from streamdit_jax.model.functional import (
     param_shardings,
     single_device_mesh,
 )
+from streamdit_jax.model.restore import restore_params
 
 __all__ = [
     "StreamDiT",
@@ -17,5 +18,6 @@ __all__ = [
     "count_params",
     "init_params",
     "param_shardings",
+    "restore_params",
     "single_device_mesh",
 ]

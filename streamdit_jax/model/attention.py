@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from streamdit_jax.choices import ATTENTION_BACKENDS, window_shifts
 from streamdit_jax.sharding import axes, constrain
 
 # (q [..., T, N, K], k [..., S, N, K], v [..., S, N, K], mask broadcastable to [..., N, T, S] | None)
@@ -30,6 +31,7 @@ def register_backend(name: str) -> Callable[[AttentionFn], AttentionFn]:
 
     def decorate(fn: AttentionFn) -> AttentionFn:
         BACKENDS[name] = fn
+        ATTENTION_BACKENDS.add(name)
         return fn
 
     return decorate
@@ -80,11 +82,6 @@ def resolve_window(grid: tuple[int, int, int], window: tuple[int, int, int] | No
             "choose window sizes that divide each axis (model.window)"
         )
     return tuple(window)
-
-
-def window_shifts(grid: tuple[int, int, int], window: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Per-axis shift of a shifted block: half a window, or 0 where the window spans the axis."""
-    return tuple(w // 2 if w < g else 0 for g, w in zip(grid, window, strict=True))
 
 
 def fold_windows(x: jax.Array, window: tuple[int, int, int]) -> jax.Array:

@@ -12,15 +12,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from streamdit_jax.choices import window_shifts
 from streamdit_jax.config import ModelConfig
-from streamdit_jax.model.attention import resolve_window, window_shifts
+from streamdit_jax.model.attention import resolve_window
 from streamdit_jax.model.block import GRID_AXES, Block
 from streamdit_jax.model.embeddings import patchify, rope_tables, timestep_embedding, unpatchify
 from streamdit_jax.model.layers import Linear, dtype_of, layer_norm
 from streamdit_jax.sharding import axes, constrain
 
 _NO_REMAT = object()
-REMAT_POLICIES = {
+REMAT_POLICIES = {  # JAX's policy for each of choices.REMAT_POLICIES
     "none": _NO_REMAT,  # keep every activation
     "full": jax.checkpoint_policies.nothing_saveable,  # recompute each layer in the backward pass
     "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep weight matmul outputs

@@ -1,4 +1,4 @@
-"""Streaming rollout: the jitted buffered step, the Streamer iterator, video in and out (DESIGN §6)."""
+"""Streaming rollout (docs/streaming.md): the jitted buffered step, the Streamer, video in and out."""
 
 from streamdit_jax.stream.rollout import Conditioning, Rollout, StreamState
 from streamdit_jax.stream.streamer import LOOKAHEAD, Streamer, StreamModel

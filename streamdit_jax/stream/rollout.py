@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
-from streamdit_jax.flow import Scheme, euler, guided
+from streamdit_jax.flow import Scheme, add_noise, euler, guided
 from streamdit_jax.model import apply
 from streamdit_jax.sharding import DEFAULT_RULES, use_mesh
 
@@ -119,17 +119,17 @@ class Rollout:
         key, noise_key = jax.random.split(key)
         level = strength[:, None]  # [B, 1]
         noise = jax.random.normal(noise_key, initial.shape, jnp.float32)
-        x = _noised(initial, noise, level)
+        x = add_noise(initial, level, noise)
         velocity = self.velocity_fn(params, cond)
         uniform_step = jnp.broadcast_to(level / (n * s), (x.shape[0], x.shape[1]))
 
-        def denoise_round(x, r):
+        def uniform_round(x, r):
             sigma = jnp.broadcast_to(level * (1.0 - r / n), uniform_step.shape)
             return euler(velocity, x, sigma, uniform_step, s)[0], x
 
         # Chunk i needs the snapshot after N - 1 - i rounds; the reference frames need all N rounds.
         rounds = n if k else n - 1
-        x, snapshots = jax.lax.scan(denoise_round, x, jnp.arange(rounds, dtype=jnp.float32))
+        x, snapshots = jax.lax.scan(uniform_round, x, jnp.arange(rounds, dtype=jnp.float32))
         parts = [x[:, :k]]
         for i in range(n):
             source = snapshots[n - 1 - i] if n - 1 - i < rounds else x
@@ -152,13 +152,7 @@ class Rollout:
         chunk = x[:, k : k + c]
         key, noise_key = jax.random.split(state.key)
         noise = jax.random.normal(noise_key, chunk.shape, jnp.float32)
-        pushed = noise if incoming is None else _noised(incoming, noise, state.strength[:, None])
+        pushed = noise if incoming is None else add_noise(incoming, state.strength[:, None], noise)
         references = jnp.concatenate([x[:, :k], chunk], axis=1)[:, -k:] if k else x[:, :0]
         latents = jnp.concatenate([references, x[:, k + c :], pushed], axis=1)
         return state._replace(latents=latents, key=key, index=state.index + 1), chunk
-
-
-def _noised(clean: jax.Array, noise: jax.Array, level: jax.Array) -> jax.Array:
-    """``(1 − σ)·x + σ·ε`` with σ [B, 1] broadcast over frames and pixels."""
-    level = level[:, :, None, None, None]
-    return (1.0 - level) * clean + level * noise

@@ -27,6 +27,7 @@ from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config, ConfigError, MeshConfig
 from streamdit_jax.flow import Scheme
+from streamdit_jax.model import restore_params
 from streamdit_jax.sharding import make_mesh
 from streamdit_jax.stream.rollout import Conditioning, Rollout, StreamState
 from streamdit_jax.stream.video import InputVideo
@@ -110,7 +111,7 @@ class StreamModel:
             )
         mesh = make_mesh(MeshConfig(shape=tuple(mesh_shape), rules=config.mesh.rules), jax.devices()[:size])
         shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
-        _, graphdef, params = ckpt.restore_params(
+        _, graphdef, params = restore_params(
             checkpoint, mesh, config.mesh.rules, step, model_overrides=shape_free, ema=ema
         )
         return cls(config, graphdef, params, preset_vae(config), build_encoder(config.text), mesh)

@@ -9,7 +9,7 @@ import numpy as np
 
 from streamdit_jax.config import Config
 from streamdit_jax.data import DataError
-from streamdit_jax.data.encode import fit_frame, source_index
+from streamdit_jax.data.frames import fit_frame, source_index
 
 
 class InputVideo:

@@ -1,4 +1,4 @@
-"""The trainer's task for the StreamDiT: buffered flow matching on latent buffers (DESIGN §4)."""
+"""The trainer's task for the StreamDiT: buffered flow matching on latent buffers (docs/training.md)."""
 
 from __future__ import annotations
 

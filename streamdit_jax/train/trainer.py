@@ -373,18 +373,17 @@ class Trainer:
         params = optax.apply_updates(state.params, updates)
         decay = ema_decay(self.opt_cfg.ema_decay, state.step)
         ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, params)
-        finite = jnp.isfinite(loss)
-        first = jnp.where((state.first_nonfinite < 0) & ~finite, state.step + 1, state.first_nonfinite)
-        metrics = {
-            **metrics,
-            "loss": loss,
-            "grad_norm": optax.global_norm(grads),
-            "lr": self.schedule(state.step),
-        }
-        new_state = state.replace(
-            step=state.step + 1, params=params, ema=ema, opt_state=opt_state, first_nonfinite=first
-        )
-        return new_state, metrics
+        grad_norm = optax.global_norm(grads)
+        metrics = {**metrics, "loss": loss, "grad_norm": grad_norm, "lr": self.schedule(state.step)}
+        # Checked here at every step, on the device (the host looks only when it logs or saves): a
+        # non-finite step, and every step after it, leaves the state as it was, so neither the EMA
+        # nor any later checkpoint ever holds it.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        healthy = state.first_nonfinite < 0
+        first = jnp.where(healthy & ~finite, state.step + 1, state.first_nonfinite)
+        stepped = state.replace(step=state.step + 1, params=params, ema=ema, opt_state=opt_state)
+        keep = jax.tree.map(lambda new, old: jnp.where(healthy & finite, new, old), stepped, state)
+        return keep.replace(first_nonfinite=first), metrics
 
     def _evaluate(self, state: TrainState, batch: dict, frozen: Any) -> dict:
         model = nnx.merge(self.graphdef, state.ema, state.rest)

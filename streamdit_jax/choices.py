@@ -1,0 +1,19 @@
+"""What the config validates and the model implements, in one module that both import.
+
+``config`` checks names and window geometry against these; ``model`` builds on them. Keeping them here
+(and not in ``model/``) means the config never imports the model, so there is no import cycle.
+"""
+
+from __future__ import annotations
+
+# Attention backends selectable with ``model.attention``. ``model.attention.register_backend`` adds the
+# implementation of each (and the name of any backend registered later).
+ATTENTION_BACKENDS: set[str] = {"xla", "cudnn"}
+
+# Rematerialisation policies selectable with ``model.remat`` (``model.dit`` maps each to JAX's policy).
+REMAT_POLICIES = ("none", "full", "dots")
+
+
+def window_shifts(grid: tuple[int, int, int], window: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Per-axis shift of a shifted block: half a window, or 0 where the window spans the axis."""
+    return tuple(w // 2 if w < g else 0 for g, w in zip(grid, window, strict=True))
