@@ -1,12 +1,19 @@
 """Tests run on the CPU with 8 fake devices (before any JAX backend is created).
 
-Compiled programs go to a persistent compilation cache for the session (shared with the subprocesses
-that tests start, through JAX_COMPILATION_CACHE_DIR): the suite builds the same small models many
-times, and XLA:CPU compiles dominate its time. The cache is keyed by the program, so it never changes
-a result.
+Where the suite's time goes is XLA:CPU compilation (docs/testing.md), so:
+
+- compiled programs go to a persistent compilation cache for the session, shared with the subprocesses
+  that tests start and with pytest-xdist workers (``JAX_COMPILATION_CACHE_DIR``): a program compiled by
+  one test is loaded, not compiled, by the next. The cache is keyed by the program, so it never changes
+  a result;
+- XLA's CPU backend optimises at level 1 (``--xla_backend_optimization_level=1``): half the compile
+  time of the default level, and the same speed for the tiny models the tests run;
+- artefacts that many tests use (a saved VAE, encoded latents, the tiny demo's trained models) are
+  built once per session on the shelf (``artefacts.Shelf``) and reached through the fixtures below.
 """
 
 import atexit
+import gc
 import os
 import shutil
 import tempfile
@@ -17,11 +24,22 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1"
+    ).lstrip()
+
+from pathlib import Path
 
 import jax
 import pytest
+from artefacts import Shelf
+from helpers import LATENT_SCENES, TINY_DEMO
 
 jax.config.update("jax_num_cpu_devices", 8)
+
+pytest_plugins = ["timing"]
+
 
 
 def pytest_collection_modifyitems(config, items):
@@ -29,3 +47,107 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not on_gpu:
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Longest first, so that two workers end together: the tiny demo's tests (whose build the others
+        # wait for), then the slow ones. (One process keeps the file order and its module fixtures.)
+        items.sort(key=lambda i: 0 if "tiny_demo" in i.fixturenames else 1 if "slow" in i.keywords else 2)
+
+
+def pytest_collection_finish(session):
+    # The objects of the imports (torch, transformers, diffusers, jax: about 400,000) are never garbage:
+    # the collector stops walking them, which saves every full collection a third of a second or more.
+    gc.collect()
+    gc.freeze()
+
+
+# --- the shelf
+
+
+_SHELVES: list[Shelf] = []
+
+
+def _shelf_root(basetemp: Path) -> Path:
+    """One folder for the whole session: pytest-xdist workers' base temps are subfolders of the run's."""
+    return (basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp) / "shelf"
+
+
+@pytest.fixture(scope="session")
+def shelf(tmp_path_factory) -> Shelf:
+    _SHELVES.append(Shelf(_shelf_root(tmp_path_factory.getbasetemp())))
+    return _SHELVES[0]
+
+
+def pytest_sessionfinish(session):
+    for s in _SHELVES:  # each process writes its counts; the one that reports reads them all
+        name = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        (s.root / f"report-{name}.txt").write_text("".join(f"{line}\n" for line in s.report()))
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    root = _shelf_root(config._tmp_path_factory.getbasetemp())
+    reports = sorted(root.glob("report-*.txt")) if root.is_dir() else []
+    if reports:
+        terminalreporter.section("shelf: artefacts built once and reused")
+        for report in reports:
+            for line in report.read_text().splitlines():
+                terminalreporter.write_line(f"[{report.stem[7:]}] {line}")
+
+
+@pytest.fixture
+def minilm(shelf):
+    """The MiniLM text encoder of tiny and small (one per process)."""
+    from streamdit_jax.config import load
+    from streamdit_jax.text import build_encoder
+
+    return shelf.memo("minilm", lambda: build_encoder(load("tiny", num_devices=1).text))
+
+
+@pytest.fixture
+def tiny_vae(shelf) -> Path:
+    """An untrained tiny VAE with its measured latent statistics (so latents have unit scale), saved."""
+
+    def build(folder: Path) -> None:
+        from flax import nnx
+
+        from streamdit_jax.checkpoint import save_params
+        from streamdit_jax.config import load
+        from streamdit_jax.data.training import preset_vae
+
+        cfg = load("tiny", num_devices=1)
+        save_params(folder / "ckpt", cfg.autoencoder, nnx.state(preset_vae(cfg)))
+
+    return shelf.get("tiny_vae", build) / "ckpt"
+
+
+@pytest.fixture
+def tiny_latents(shelf, tiny_vae, minilm) -> Path:
+    """LATENT_SCENES shapes training scenes encoded by ``tiny_vae`` (``data.source=latents`` shards)."""
+
+    def build(folder: Path) -> None:
+        from streamdit_jax.autoencoder import restore_vae
+        from streamdit_jax.config import load
+        from streamdit_jax.data.encode import encode_shapes
+
+        cfg = load("tiny", num_devices=1)
+        encode_shapes(cfg, LATENT_SCENES, folder / "shards", restore_vae(tiny_vae), minilm, progress=False)
+
+    return shelf.get("tiny_latents", build) / "shards"
+
+
+@pytest.fixture
+def tiny_demo(shelf) -> Path:
+    """The work dir of the shortened demo (TINY_DEMO): vae, latents, teacher, student, eval; its printed
+    output in ``demo.log``. Read it; copy it before changing anything."""
+
+    def build(folder: Path) -> None:
+        import contextlib
+
+        from streamdit_jax.cli import main
+
+        with open(folder / "demo.log", "w") as log, contextlib.redirect_stdout(log):
+            code = main(["demo", "--workdir", str(folder / "run"), *TINY_DEMO])
+        assert code == 0, (folder / "demo.log").read_text()[-3000:]
+
+    return shelf.get("tiny_demo", build) / "run"

@@ -6,6 +6,30 @@ import jax
 import numpy as np
 from flax import nnx
 
+# The shortened `streamdit demo` on `tiny` that the shelf's `tiny_demo` runs: every stage in seconds. Its
+# teacher trains on a (2, 2, 1, 2) mesh, so that it is also the multi-device-trained checkpoint that the
+# stream and eval tests restore on other meshes.
+TINY_DEMO = [
+    "--config", "tiny",
+    "--config.mesh.shape=(2,2,1,2)",
+    "--config.vae_train.steps=4",
+    "--config.vae_train.batch_size=8",
+    "--config.vae_train.frames=9",
+    "--config.vae_train.crop=(32,32)",
+    "--config.vae_train.eval_batches=1",
+    "--config.train.steps=4",
+    "--config.train.batch_size=8",
+    "--config.train.checkpoint_every=2",
+    "--config.distill.steps=2",
+    "--config.distill.teacher_micro_steps=2",
+    "--config.distill.eval_batches=1",
+    "--config.distill.checkpoint_every=2",
+    "--config.demo.clips=20",
+    "--config.demo.prompts=2",
+    "--config.demo.seconds=6",
+]  # fmt: skip
+LATENT_SCENES = 160  # tiny_latents: shapes training scenes, one clip each
+
 
 def relative_error(a, b) -> float:
     """||a - b|| / ||b|| in float64."""
@@ -24,3 +48,36 @@ def randomize(params: nnx.State, seed: int = 0, scale: float = 0.2) -> nnx.State
         )
     ]
     return jax.tree.unflatten(treedef, new)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a `streamdit` subprocess: the CPU, this venv, this checkout, and the session's
+    compilation cache and XLA flags (conftest), so that it loads what the tests compiled before it."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {"JAX_PLATFORMS": "cpu", "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "PYTHONPATH": str(root)}
+    shared = [k for k in os.environ if (k.startswith("JAX_") and "CACHE" in k) or k == "XLA_FLAGS"]
+    env |= {k: os.environ[k] for k in shared}
+    return env | extra
+
+
+def write_latent_shards(directory, videos, frames: int = 8) -> None:
+    """Latent shards written by hand: ``videos`` is [(name, clips)], each clip one record of zeros with
+    ``frames`` latent frames of tiny's grid, in the order `streamdit encode` writes them."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    from streamdit_jax.data.latents import EMPTY_PROMPT, pack
+
+    directory.mkdir()
+    writer = ArrayRecordWriter(str(directory / "shard-00000.array_record"), "group_size:1")
+    for name, clips in videos:
+        for clip in range(clips):
+            writer.write(pack({
+                "latents": np.zeros((frames, 8, 8, 16), np.float16), "text": np.zeros((40, 384), np.float16),
+                "text_mask": np.ones(40, bool), "caption": name, "video": name, "clip": clip,
+            }))  # fmt: skip
+    writer.close()
+    np.savez(directory / EMPTY_PROMPT, text=np.zeros((40, 384), np.float16), text_mask=np.ones(40, bool))

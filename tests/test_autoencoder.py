@@ -10,8 +10,8 @@ from helpers import relative_error
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from streamdit_jax.autoencoder import VideoVAE  # noqa: E402
-from streamdit_jax.checkpoint import restore_vae, save_params  # noqa: E402
+from streamdit_jax.autoencoder import VideoVAE, restore_vae  # noqa: E402
+from streamdit_jax.checkpoint import save_params  # noqa: E402
 from streamdit_jax.cli import main  # noqa: E402
 from streamdit_jax.config import AutoencoderConfig  # noqa: E402
 from streamdit_jax.convert import ConversionError, wan_vae  # noqa: E402
@@ -79,7 +79,7 @@ def test_decode_matches_diffusers(wan):
     assert relative_error(got, want) <= TOLERANCE
 
 
-@pytest.mark.parametrize("chunk", [1, 2])
+@pytest.mark.parametrize("chunk", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_streaming_decoder_equals_whole_decode(wan, chunk):
     _, _, ours = wan
     latents = jnp.asarray(np.random.default_rng(2).standard_normal((1, 5, 4, 6, Z)), jnp.float32)
@@ -94,7 +94,7 @@ def test_streaming_decoder_equals_whole_decode(wan, chunk):
     np.testing.assert_allclose(np.asarray(decoder.step(latents[:, :chunk])), np.asarray(frames[0]), atol=1e-6)
 
 
-@pytest.mark.parametrize("chunk", [1, 2])
+@pytest.mark.parametrize("chunk", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_streaming_encoder_equals_whole_encode(wan, chunk):
     """Encoding 1 + 4(chunk - 1) frames, then 4·chunk at a time, gives the whole video's latents."""
     _, _, ours = wan
@@ -108,6 +108,7 @@ def test_streaming_encoder_equals_whole_encode(wan, chunk):
     assert relative_error(jnp.concatenate(pieces, axis=1), whole) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_sample_follows_the_posterior(wan):
     _, _, ours = wan
     video = _video(5)
@@ -149,6 +150,7 @@ def test_wan22_layout_is_rejected():
         wan_vae_config({"is_residual": True})
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_cli(wan, tmp_path, capsys):
     _, path, ours = wan
     out = tmp_path / "ckpt"
@@ -165,6 +167,7 @@ def test_checkpoint_round_trip_and_cli(wan, tmp_path, capsys):
     assert int(line.split()[1]) == sum(p.numel() for p in wan[0].parameters())
 
 
+@pytest.mark.slow
 def test_fresh_vae_trains_from_its_own_init(tmp_path):
     """Our init gives a working autoencoder graph: finite reconstructions, and gradients everywhere
     after one step (the residual blocks' and the attention's last layers start at zero, so the layers

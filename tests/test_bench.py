@@ -58,6 +58,7 @@ def test_wan_config_round_trip():
     assert wan_model_config(wan_hf_config(cfg)) == dataclasses.replace(cfg, window=None)
 
 
+@pytest.mark.slow
 def test_rollout_bench_json_has_every_field(tmp_path, capsys):
     out = tmp_path / "rollout.json"
     args = ["bench", "rollout", "--config", "tiny", "--steps", "4", "--warmup", "1", "--json", str(out)]
@@ -86,6 +87,7 @@ def test_rollout_bench_json_has_every_field(tmp_path, capsys):
     assert len(rows) == 2 and all("`streamdit bench" in row for row in rows)
 
 
+@pytest.mark.slow
 def test_train_bench_json_on_eight_devices():
     cfg = load("tiny")  # mesh (-1, 1, 1, 1): all eight CPU devices on the data axis
     result = bench_train(cfg, steps=2, warmup=1)
@@ -100,6 +102,7 @@ def test_train_bench_json_on_eight_devices():
     assert "mesh 8x1x1x1" in row and row.count("|") == 11
 
 
+@pytest.mark.slow
 def test_peer_runs_the_same_model_in_pytorch_on_cpu():
     pytest.importorskip("torch")
     pytest.importorskip("diffusers")

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from helpers import relative_error
 
-from streamdit_jax.checkpoint import restore_params
 from streamdit_jax.cli import main
 from streamdit_jax.config import MeshConfig
-from streamdit_jax.model import apply, count_params
+from streamdit_jax.model import apply, count_params, restore_params
 from streamdit_jax.sharding import make_mesh, use_mesh
 
 
@@ -55,6 +54,7 @@ def converted(tmp_path_factory):
     return model, out, src
 
 
+@pytest.mark.slow
 def test_convert_then_restore_on_other_meshes(converted):
     torch_model, ckpt, _ = converted
     rng = np.random.default_rng(0)

@@ -7,17 +7,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import randomize
+from helpers import TINY_DEMO, randomize
 
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.cli import main
 from streamdit_jax.config import ConfigError, load
-from streamdit_jax.data.training import on_the_fly_encoders
 from streamdit_jax.distill import DistillTask, distill_trainer, schemes, student_config
-from streamdit_jax.model import apply, init_params
+from streamdit_jax.model import apply, init_params, restore_params
 from streamdit_jax.sharding import make_mesh
-from streamdit_jax.train import Trainer
-from streamdit_jax.train.flow_task import FlowTask
 
 _forward = jax.jit(apply, static_argnums=0)  # the model alone; the algorithm around it stays unjitted
 
@@ -67,6 +64,7 @@ def teacher():
     return cfg, graphdef, randomize(params, scale=0.05)
 
 
+@pytest.mark.slow
 def test_targets_equal_the_unjitted_teacher_segments(teacher):
     """The jitted step's buffers and targets: the data noised to the segment starts, half the batch one
     teacher stream step further on, and N·(x − the teacher's 16 guided micro-steps)."""
@@ -114,32 +112,28 @@ def test_schemes_and_the_student_config():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny teacher: one training step, checkpointed (with its run config) by the trainer."""
-    cfg = load("tiny", ["train.steps=1", "train.eval_batches=1"], num_devices=1)
-    encoders = on_the_fly_encoders(cfg)
-    workdir = tmp_path_factory.mktemp("teacher")
-    trainer = Trainer(
-        FlowTask(cfg, *encoders), cfg.train, cfg.optimizer, make_mesh(cfg.mesh, jax.devices()[:1]),
-        cfg.mesh.rules, workdir, run_config=cfg, seed=cfg.seed, progress=False,
-    )  # fmt: skip
-    trainer.run()
-    trainer.close()
-    return workdir, encoders
+def teacher_dir(teacher, tmp_path_factory):
+    """The random tiny teacher saved as a checkpoint (its EMA item is its params): distillation restores
+    it like a trained one."""
+    cfg, _, params = teacher
+    path = tmp_path_factory.mktemp("teacher") / "ckpt"
+    ckpt.save_params(path, cfg.model, params)
+    return path
 
 
-def test_one_distillation_step_is_the_same_on_every_mesh(trained, tmp_path):
+@pytest.mark.slow
+def test_one_distillation_step_is_the_same_on_every_mesh(teacher_dir, tiny_latents, tmp_path):
     """The loss of the first step on (8,1,1,1) and (2,2,1,2) equals one device's; on every mesh the
     student starts as the teacher's EMA weights, and the teacher's arrays outlive the donated steps."""
-    teacher_dir, encoders = trained
-    overrides = ["distill.teacher_micro_steps=3", "distill.batch_size=8", "distill_optimizer.warmup_steps=0"]
+    overrides = ["distill.teacher_micro_steps=3", "distill.batch_size=8", "distill_optimizer.warmup_steps=0",
+                 "data.source=latents", f"data.path={tiny_latents}", "data.heldout=16"]  # fmt: skip
     results = {}
     for mesh in [(1, 1, 1, 1), (8, 1, 1, 1), (2, 2, 1, 2)]:
         size = int(np.prod(mesh))
         cfg = load("tiny", [f"mesh.shape={mesh}".replace(" ", ""), *overrides], num_devices=size)
         trainer = distill_trainer(
             cfg, teacher_dir, tmp_path / "x".join(map(str, mesh)),
-            make_mesh(cfg.mesh, jax.devices()[:size]), resume=False, progress=False, encoders=encoders,
+            make_mesh(cfg.mesh, jax.devices()[:size]), resume=False, progress=False,
         )  # fmt: skip
         start = jax.device_get(trainer.state.params)
         metrics = jax.device_get(trainer.step(next(trainer.data)))
@@ -147,7 +141,7 @@ def test_one_distillation_step_is_the_same_on_every_mesh(trained, tmp_path):
         results[mesh] = (float(metrics["loss"]), start, jax.device_get(trainer.frozen["teacher"]))
         trainer.close()
     loss, start, teacher = results.pop((1, 1, 1, 1))
-    _, _, saved = ckpt.restore_params(teacher_dir)
+    _, _, saved = restore_params(teacher_dir)
     pairs = zip(jax.tree.leaves(start), jax.tree.leaves(jax.device_get(saved)), strict=True)
     assert all(np.array_equal(a, b) for a, b in pairs)  # the student started as the teacher's EMA weights
     assert loss > 0
@@ -158,13 +152,15 @@ def test_one_distillation_step_is_the_same_on_every_mesh(trained, tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
-def test_distill_cli_student_streams_one_pass_per_chunk(trained, tmp_path, capsys):
-    teacher_dir, _ = trained
+@pytest.mark.slow
+def test_distill_cli_student_streams_one_pass_per_chunk(tiny_demo, tmp_path, capsys):
+    """`streamdit distill` from the tiny demo's teacher, with the demo's own distillation settings (so its
+    compiled step is the demo student stage's); the student streams with one forward pass per chunk."""
     student = tmp_path / "student"
-    args = ["distill", "--config", "tiny", "--teacher", str(teacher_dir), "--workdir", str(student)]
-    fast = ["--config.distill.steps=2", "--config.distill.teacher_micro_steps=2",
-            "--config.distill.eval_batches=1"]  # fmt: skip
-    assert main([*args, *fast]) == 0
+    args = ["distill", "--teacher", str(tiny_demo / "teacher"), "--workdir", str(student), *TINY_DEMO,
+            "--config.data.source=latents", f"--config.data.path={tiny_demo / 'latents'}",
+            "--config.data.heldout=1", f"--config.data.vae={tiny_demo / 'vae'}"]  # fmt: skip
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "teacher (K, N, c, s) = (0, 4, 2, 2) with CFG 3 -> student (0, 4, 2, 1)" in printed
     assert ckpt.latest_step(student) == 2
@@ -174,6 +170,6 @@ def test_distill_cli_student_streams_one_pass_per_chunk(trained, tmp_path, capsy
                  "--seconds", "2", "--out", str(out)]) == 0  # fmt: skip
     assert "forward passes per chunk: 1" in capsys.readouterr().out
     # A teacher of another model is refused before anything is restored.
-    other = [*args[:-1], str(tmp_path / "other"), "--config.model.num_layers=4", *fast]
+    other = [*args[:4], str(tmp_path / "other"), *args[5:], "--config.model.num_layers=4"]
     assert main(other) != 0
     assert "config field 'model'" in capsys.readouterr().err

@@ -13,9 +13,9 @@ from streamdit_jax.flow import (
     SchemeError,
     add_noise,
     buffered_loss,
-    denoise_round,
     euler,
     sample_sigmas,
+    steady_round,
     text_to_video,
 )
 
@@ -153,7 +153,7 @@ def test_euler_round_follows_the_flow_and_emits_a_clean_front_chunk():
     noise = jax.random.normal(keys[1], data.shape)
     sigma0 = jnp.broadcast_to(jnp.asarray(scheme.steady_sigmas()), (2, scheme.frames))
     start = add_noise(data, sigma0, noise)
-    out = denoise_round(lambda x, s: noise - data, start, scheme)
+    out = steady_round(lambda x, s: noise - data, start, scheme)
     expected = add_noise(data, jnp.maximum(sigma0 - 1 / scheme.chunks, 0.0), noise)
     np.testing.assert_allclose(np.asarray(out), np.asarray(expected), atol=1e-5)
     np.testing.assert_allclose(np.asarray(out[:, :3]), np.asarray(data[:, :3]), atol=1e-5)  # ref + chunk 0

@@ -49,6 +49,7 @@ def _frame_influence(cfg):
     return [bool(jnp.any(out_a[:, f] != out_b[:, f])) for f in range(4)]
 
 
+@pytest.mark.slow
 def test_windows_limit_what_each_frame_sees():
     # Token grid (4, 4, 4). Per-frame windows: no frame sees another.
     assert _frame_influence(_model_cfg(window=(1, 4, 4))) == [True, False, False, False]
@@ -59,6 +60,7 @@ def test_windows_limit_what_each_frame_sees():
     assert _frame_influence(_model_cfg(window=None)) == [True, True, True, True]
 
 
+@pytest.mark.slow
 def test_forward_backward_runs_and_every_parameter_learns():
     cfg = TINY.model
     graphdef, params = _random_model(cfg)
@@ -78,6 +80,7 @@ def test_forward_backward_runs_and_every_parameter_learns():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["full", "dots"])
 def test_remat_policies_give_the_same_gradients(policy):
     base = TINY.model
@@ -95,6 +98,7 @@ def test_remat_policies_give_the_same_gradients(policy):
         assert relative_error(a, b) < 1e-5
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_stays_close_to_float32():
     _, params = _random_model(TINY.model)
     inputs = _inputs(TINY.model)
@@ -164,6 +168,7 @@ def test_bad_inputs_name_the_problem(change, message):
         model(*change(*_inputs(TINY.model)))
 
 
+@pytest.mark.slow
 def test_odd_layer_count_with_shifted_windows_is_an_error():
     model = StreamDiT(_model_cfg(num_layers=3), rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="even number of layers"):

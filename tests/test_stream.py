@@ -15,32 +15,30 @@ from flax import nnx
 from helpers import randomize
 
 from streamdit_jax import checkpoint as ckpt
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import restore_vae
 from streamdit_jax.cli import main
 from streamdit_jax.config import load
 from streamdit_jax.data.shapes import ShapesDataset
-from streamdit_jax.data.training import on_the_fly_encoders
 from streamdit_jax.flow import Scheme, SchemeError, text_to_video
 from streamdit_jax.model import apply, init_params, single_device_mesh
-from streamdit_jax.sharding import make_mesh
 from streamdit_jax.stream import Streamer, StreamModel, VideoSink
 from streamdit_jax.stream.video import InputVideo
-from streamdit_jax.text import build_encoder
-from streamdit_jax.train import Trainer
-from streamdit_jax.train.flow_task import FlowTask
 
 A, B = "a red circle moving left", "a blue square moving up"
 ATOL = 1e-4  # jitted vs eager float32 on the CPU differ by ~1e-6
 
 
-@pytest.fixture(scope="module")
-def model():
-    """tiny with every parameter random (no zero-initialised head), an untrained VAE, MiniLM."""
-    cfg = load("tiny", num_devices=1)
-    graphdef, params = init_params(cfg.model, jax.random.key(0))
-    vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0))
-    return StreamModel(cfg, graphdef, randomize(params, scale=0.05), vae, build_encoder(cfg.text),
-                       single_device_mesh())  # fmt: skip
+@pytest.fixture
+def model(shelf, minilm, tiny_vae):
+    """tiny with every parameter random (no zero-initialised head), the shelf's untrained VAE, MiniLM."""
+
+    def make():
+        cfg = load("tiny", num_devices=1)
+        graphdef, params = init_params(cfg.model, jax.random.key(0))
+        params = randomize(params, scale=0.05)
+        return StreamModel(cfg, graphdef, params, restore_vae(tiny_vae), minilm, single_device_mesh())
+
+    return shelf.memo("random_tiny_stream_model", make)
 
 
 # --- an independent, unjitted reference of the paper's streaming loop (reference/streamdit-paper.md §7)
@@ -126,9 +124,9 @@ def _take(iterator, count):
     "scheme, cfg_scale",
     [
         (Scheme(0, 4, 2, 1), 1.0),
-        (Scheme(0, 2, 4, 3), 1.0),
-        (Scheme(2, 3, 2, 2), 1.0),
-        (Scheme(1, 7, 1, 2), 3.0),
+        pytest.param(Scheme(0, 2, 4, 3), 1.0, marks=pytest.mark.slow),
+        pytest.param(Scheme(2, 3, 2, 2), 1.0, marks=pytest.mark.slow),
+        (Scheme(1, 7, 1, 2), 3.0),  # K > 0, s > 1 and CFG: the fast lane's second case
     ],
     ids=str,
 )
@@ -158,7 +156,7 @@ def test_start_up_noise_levels_are_the_schemes(model):
     np.testing.assert_array_equal(np.asarray(state.latents[:, 6:]), noise[:, 6:])
 
 
-@pytest.mark.parametrize("steps", [1, 4])
+@pytest.mark.parametrize("steps", [1, pytest.param(4, marks=pytest.mark.slow)])
 def test_uniform_scheme_is_plain_text_to_video(model, steps):
     """c = B, N = 1: the first emitted chunk is the whole buffer sampled from the start-up noise."""
     streamer = Streamer(model, A, scheme=Scheme(0, 1, 8, steps), seed=5)
@@ -205,6 +203,7 @@ def _shapes_video(path, frames, fps):
             sink.write(np.round((frame + 1) * 127.5).clip(0, 255).astype(np.uint8))
 
 
+@pytest.mark.slow
 def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_path):
     scheme, strength = Scheme(0, 4, 2, 1), 0.6
     _shapes_video(tmp_path / "in.mp4", frames=1 + 4 * 13, fps=8)  # 14 latent frames: 8 + 3 chunks of 2
@@ -220,6 +219,7 @@ def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_
         np.testing.assert_allclose(g, w, atol=ATOL)
 
 
+@pytest.mark.slow
 def test_decoded_stream_is_the_whole_decode(model):
     """Chunks decoded on the decoder thread, concatenated, equal decoding all emitted latents at once."""
     streamer = Streamer(model, A, scheme=Scheme(1, 7, 1, 1))
@@ -231,32 +231,18 @@ def test_decoded_stream_is_the_whole_decode(model):
     assert np.abs(np.concatenate(frames).astype(int) - want).max() <= 1
 
 
-@pytest.fixture(scope="module")
-def saved(model, tmp_path_factory):
+@pytest.fixture
+def saved(model, shelf):
     """The random tiny model and its VAE as checkpoints (no run config: streamed with a preset)."""
-    root = tmp_path_factory.mktemp("stream_ckpt")
-    ckpt.save_params(root / "dit", model.cfg.model, model.params)
-    ckpt.save_params(root / "vae", model.vae.cfg, nnx.state(model.vae))
-    return root
+
+    def build(root):
+        ckpt.save_params(root / "dit", model.cfg.model, model.params)
+        ckpt.save_params(root / "vae", model.vae.cfg, nnx.state(model.vae))
+
+    return shelf.get("random_tiny_checkpoints", build)
 
 
-@pytest.fixture(scope="module")
-def trained(saved, tmp_path_factory):
-    """A training work dir: one step of tiny on a (2, 2, 1, 2) mesh, its run config naming the VAE."""
-    workdir = tmp_path_factory.mktemp("trained")
-    overrides = ["mesh.shape=(2,2,1,2)", "train.steps=1", "train.eval_batches=1", f"data.vae={saved / 'vae'}"]
-    cfg = load("tiny", overrides, num_devices=8)
-    trainer = Trainer(
-        FlowTask(cfg, *on_the_fly_encoders(cfg)), cfg.train, cfg.optimizer, make_mesh(cfg.mesh),
-        cfg.mesh.rules, workdir, run_config=cfg, seed=cfg.seed, progress=False,
-    )  # fmt: skip
-    try:
-        trainer.run()
-    finally:
-        trainer.close()
-    return workdir
-
-
+@pytest.mark.slow
 def test_restored_on_other_meshes_streams_the_same(saved):
     chunks = {}
     for mesh in [(1, 1, 1, 1), (1, 1, 2, 2), (1, 1, 1, 4)]:
@@ -272,7 +258,7 @@ def test_restored_on_other_meshes_streams_the_same(saved):
 def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
     """Decoded frames of 2,000 chunks: host memory grows by less than 32 MiB between chunk 200 and chunk
     2,000, the live device arrays do not grow, and each jitted function was traced once."""
-    streamer = Streamer(model, A, cfg_scale=2.0)
+    streamer = Streamer(model, A, cfg_scale=1.0)  # CFG would double the step's batch, not its state
     rss, arrays = {}, {"early": [], "late": []}
     for i, _ in enumerate(streamer.chunks()):
         window = "early" if 190 <= i <= 200 else "late" if 1989 <= i <= 1999 else None
@@ -296,15 +282,17 @@ def _stream(*args):
     return main(["stream", *map(str, args)])
 
 
-def test_stream_writes_an_mp4_of_the_requested_length(trained, tmp_path, capsys):
-    """From a training checkpoint alone: its run config gives the preset, the VAE and the frame rate."""
+@pytest.mark.slow
+def test_stream_writes_an_mp4_of_the_requested_length(tiny_demo, tmp_path, capsys):
+    """From a training checkpoint alone (the tiny demo's teacher, trained on a (2, 2, 1, 2) mesh): its
+    run config gives the preset, the VAE and the frame rate."""
     import imageio.v3 as iio
 
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"at": at, "prompt": p}) + "\n" for at, p in [(0, A), (1.0, B)]))
     out = tmp_path / "out.mp4"
     code = _stream(
-        "--checkpoint", trained, "--prompts", prompts, "--seconds", 2.5, "--out", out,
+        "--checkpoint", tiny_demo / "teacher", "--prompts", prompts, "--seconds", 2.5, "--out", out,
         "--frames-dir", tmp_path / "png", "--cfg", 2,
     )  # fmt: skip
     assert code == 0
@@ -344,12 +332,15 @@ def test_stream_errors_are_clear_and_come_before_compilation(saved, tmp_path, ca
         Scheme.parse("0,4,2")
 
 
-def test_eval_of_a_checkpoint_gives_the_same_numbers_on_any_mesh(trained, tmp_path, capsys):
-    """The (2, 2, 1, 2)-trained checkpoint evaluated on one device and on a (1, 1, 2, 2) mesh."""
+@pytest.mark.slow
+def test_eval_of_a_checkpoint_gives_the_same_numbers_on_any_mesh(tiny_demo, tmp_path, capsys):
+    """The tiny demo's teacher, trained on a (2, 2, 1, 2) mesh, evaluated on one device and on a
+    (1, 1, 2, 2) mesh."""
     summaries = []
     for mesh in ["1,1,1,1", "1,1,2,2"]:
         out = tmp_path / mesh.replace(",", "")
-        args = ["--checkpoint", trained, "--seconds", 3, "--count", 2, "--out", out, "--mesh", mesh]
+        args = ["--checkpoint", tiny_demo / "teacher", "--seconds", 3, "--count", 2, "--out", out]
+        args += ["--mesh", mesh]
         assert main(["eval", *map(str, args)]) == 0
         report = json.loads((out / "eval.json").read_text())
         assert len(report["streams"]) == 2

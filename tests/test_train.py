@@ -1,63 +1,57 @@
-"""Training the StreamDiT (buffered flow matching on tiny) through the shared trainer and the CLI."""
+"""Training the StreamDiT (buffered flow matching on tiny) through the shared trainer and the CLI.
+
+The runs train on the shelf's `tiny_latents` (shapes scenes encoded once per session), so that no test
+pays for on-the-fly VAE encoding or for loading the text encoder in its subprocesses."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+from helpers import subprocess_env, write_latent_shards
 
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.config import ConfigError, MeshConfig, load
 from streamdit_jax.data import DataError
-from streamdit_jax.data.training import on_the_fly_encoders
 from streamdit_jax.sharding import make_mesh
 from streamdit_jax.train import Trainer
 from streamdit_jax.train.flow_task import FlowTask
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"JAX_PLATFORMS": "cpu", "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-ENV |= {k: v for k, v in os.environ.items() if k.startswith("JAX_") and "CACHE" in k}  # conftest's cache
 
 
-@pytest.fixture(scope="module")
-def encoders():
-    return on_the_fly_encoders(load("tiny", num_devices=1))
+# No warm-up: the first step moves every weight. The 300-step run and the one-device reference of the
+# mesh test share this schedule, hence one compiled step.
+SCHEDULE = ["optimizer.warmup_steps=0", "train.steps=300"]
 
 
-@pytest.fixture(scope="module")
-def vae_dir(encoders, tmp_path_factory):
-    """The untrained tiny VAE with its measured latent statistics, saved once: subprocess runs restore it
-    (fast) instead of measuring the statistics again in every process."""
-    from flax import nnx
-
-    path = tmp_path_factory.mktemp("vae") / "ckpt"
-    ckpt.save_params(path, encoders[0].cfg, nnx.state(encoders[0]))
-    return path
+def _on(latents, heldout=16):
+    return ["data.source=latents", f"data.path={latents}", f"data.heldout={heldout}"]
 
 
-def _trainer(workdir, encoders, mesh=(1, 1, 1, 1), overrides=(), resume=False):
+def _trainer(workdir, mesh=(1, 1, 1, 1), overrides=(), resume=False):
     size = int(np.prod(mesh))
     cfg = load("tiny", [f"mesh.shape={mesh}".replace(" ", ""), *overrides], num_devices=size)
     return Trainer(
-        FlowTask(cfg, *encoders), cfg.train, cfg.optimizer, make_mesh(cfg.mesh, jax.devices()[:size]),
+        FlowTask(cfg), cfg.train, cfg.optimizer, make_mesh(cfg.mesh, jax.devices()[:size]),
         cfg.mesh.rules, workdir, run_config=cfg, seed=cfg.seed, resume=resume, progress=False,
     )  # fmt: skip
 
 
-def test_one_step_is_the_same_on_every_mesh(tmp_path, encoders):
+@pytest.mark.slow
+def test_one_step_is_the_same_on_every_mesh(tmp_path, tiny_latents):
     """Loss and updated parameters of one step on (8,1,1,1), (2,2,1,2), (1,2,2,2) equal one device's.
     Tolerances: loss 1e-5 relative; parameters 1e-5 absolute (AdamW's first step moves every weight by
     about the learning rate, 1e-3 here, so this is 1% of a step)."""
     results = {}
     for mesh in [(1, 1, 1, 1), (8, 1, 1, 1), (2, 2, 1, 2), (1, 2, 2, 2)]:
-        trainer = _trainer(tmp_path / "x".join(map(str, mesh)), encoders, mesh, ["optimizer.warmup_steps=0"])
+        overrides = [*SCHEDULE, *_on(tiny_latents)]
+        trainer = _trainer(tmp_path / "x".join(map(str, mesh)), mesh, overrides)
         metrics = jax.device_get(trainer.step(next(trainer.data)))
         results[mesh] = (metrics["loss"], jax.device_get(trainer.state.params))
         trainer.close()
@@ -69,30 +63,29 @@ def test_one_step_is_the_same_on_every_mesh(tmp_path, encoders):
 
 
 @pytest.mark.slow
-def test_three_hundred_steps_on_shapes_halve_the_held_out_loss(tmp_path, encoders):
-    # On 160 scenes encoded once (as `streamdit demo` trains): encoding every batch on the fly would
-    # cost most of the test's time. The last 16 are held out.
-    from streamdit_jax.data.encode import encode_shapes
-
-    encode_shapes(load("tiny", num_devices=1), 160, tmp_path / "latents", *encoders, progress=False)
-    overrides = [f"data.path={tmp_path / 'latents'}", "data.heldout=16"]
-    trainer = _trainer(tmp_path / "run", encoders, overrides=["data.source=latents", *overrides,
-                       "train.steps=300", "train.eval_every=300"])  # fmt: skip
+def test_three_hundred_steps_on_shapes_halve_the_held_out_loss(tmp_path, tiny_latents):
+    # On the shelf's 160 scenes encoded once (as `streamdit demo` trains); the last 16 are held out.
+    overrides = [*SCHEDULE, *_on(tiny_latents), "train.eval_every=300"]
+    trainer = _trainer(tmp_path / "run", overrides=overrides)
     first = trainer.evaluate()
     summary = trainer.run()
     trainer.close()
     assert summary["eval"]["loss"] < 0.5 * first["loss"], (first, summary["eval"])
 
 
-def _train_cli(workdir, *overrides, devices=1, extra_env=None, **popen):
+def _train_cli(workdir, *overrides, devices=1, **popen):
     args = [
         "streamdit", "train", "--config", "tiny", "--workdir", str(workdir), "--config.train.log_every=1",
         "--config.train.eval_batches=1", "--config.train.eval_every=1000", *overrides,
     ]  # fmt: skip
-    env = {**ENV, "JAX_NUM_CPU_DEVICES": str(devices), **(extra_env or {})}
+    env = subprocess_env(JAX_NUM_CPU_DEVICES=str(devices))
     return subprocess.Popen(
         args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen
     )
+
+
+def _cli(overrides):
+    return [f"--config.{o}" for o in overrides]
 
 
 def _finish(process, timeout=600) -> str:
@@ -113,13 +106,11 @@ def _checkpoint(workdir, step):
 
 
 @pytest.mark.slow
-def test_resume_after_sigkill_is_exact(tmp_path, vae_dir):
+def test_resume_after_sigkill_is_exact(tmp_path, tiny_latents):
     """2N steps straight == N steps, SIGKILL, --resume, N more: parameters, optimizer, EMA, RNG and the
     data iterator (hence every batch) are identical."""
-    n, steps = (
-        4,
-        ["--config.train.steps=8", "--config.train.checkpoint_every=4", f"--config.data.vae={vae_dir}"],
-    )
+    n = 4
+    steps = ["--config.train.steps=8", "--config.train.checkpoint_every=4", *_cli(_on(tiny_latents))]
     _finish(_train_cli(tmp_path / "straight", *steps))
 
     killed = _train_cli(tmp_path / "killed", *steps)
@@ -146,19 +137,21 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_process_job_matches_one_process(tmp_path, vae_dir):
+def test_two_process_job_matches_one_process(tmp_path, tiny_latents):
     """launch/local.sh runs 2 processes x 2 CPU devices (gloo collectives); the losses equal one process
-    with 4 devices and the same global batch (tolerance 1e-5 relative)."""
-    steps = ["--config.train.steps=3", "--config.train.checkpoint_every=3", f"--config.data.vae={vae_dir}"]
-    single = _train_cli(tmp_path / "one", *steps, devices=4)
+    with 4 devices (this one) and the same global batch (tolerance 1e-5 relative)."""
+    steps = ["train.steps=3", "train.checkpoint_every=3", *_on(tiny_latents)]
     launcher = subprocess.run(
         ["bash", "launch/local.sh", "2", "2", "train", "--config", "tiny", "--workdir", str(tmp_path / "two"),
-         "--config.train.log_every=1", "--config.train.eval_batches=1", *steps],
-        env={**ENV, "STREAMDIT_PORT": str(_free_port())}, cwd=ROOT, capture_output=True, text=True,
+         "--config.train.log_every=1", "--config.train.eval_batches=1", *_cli(steps)],
+        env=subprocess_env(STREAMDIT_PORT=str(_free_port())), cwd=ROOT, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
     assert launcher.returncode == 0, launcher.stdout[-3000:] + launcher.stderr[-3000:]
-    _finish(single)
+    # The reference: this process, on 4 of its devices, with the same global batch.
+    quiet = ["train.log_every=1", "train.eval_batches=1", "train.eval_every=1000"]
+    with _trainer(tmp_path / "one", (4, 1, 1, 1), [*steps, *quiet]) as single:
+        single.run()
 
     def losses(workdir):
         lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
@@ -170,7 +163,7 @@ def test_two_process_job_matches_one_process(tmp_path, vae_dir):
     assert ckpt.latest_step(tmp_path / "two") == 3
 
 
-def test_bad_data_and_foreign_work_dirs_are_clear_errors(tmp_path, encoders):
+def test_bad_data_and_foreign_work_dirs_are_clear_errors(tmp_path):
     with pytest.raises(ConfigError, match=r"'data.path'.*needs a path"):
         load("tiny", ["data.source=latents"], num_devices=1)
     cfg = load("tiny", ["data.source=latents", f"data.path={tmp_path / 'nowhere'}"], num_devices=1)
@@ -178,61 +171,20 @@ def test_bad_data_and_foreign_work_dirs_are_clear_errors(tmp_path, encoders):
         FlowTask(cfg)
 
     # A shard written for another buffer length.
-    from array_record.python.array_record_module import ArrayRecordWriter
-
-    from streamdit_jax.data.latents import EMPTY_PROMPT, pack
-
-    shards = tmp_path / "shards"
-    shards.mkdir()
-    writer = ArrayRecordWriter(str(shards / "shard-00000.array_record"), "group_size:1")
-    for _ in range(3):
-        writer.write(pack({
-            "latents": np.zeros((5, 8, 8, 16), np.float16), "text": np.zeros((40, 384), np.float16),
-            "text_mask": np.ones(40, bool), "caption": "x", "video": "v", "clip": 0,
-        }))  # fmt: skip
-    writer.close()
-    np.savez(shards / EMPTY_PROMPT, text=np.zeros((40, 384), np.float16), text_mask=np.ones(40, bool))
-    cfg = load("tiny", ["data.source=latents", f"data.path={shards}"], num_devices=1)
+    write_latent_shards(tmp_path / "short", [("v", 3)], frames=5)
+    cfg = load("tiny", ["data.source=latents", f"data.path={tmp_path / 'short'}"], num_devices=1)
     with pytest.raises(DataError, match=r"latents of shape \(5, 8, 8, 16\).*expects \(8, 8, 8, 16\)"):
         FlowTask(cfg)
 
-    # Resuming a work dir trained with another preset (its model differs).
-    trainer = _trainer(tmp_path / "run", encoders, overrides=["train.steps=1"])
-    trainer.run()
-    trainer.close()
-    other = load("tiny", ["mesh.shape=(1,1,1,1)", "model.width=32"], num_devices=1)
+    # Resuming a work dir that holds a checkpoint of another model (the trainer reads its config first).
+    from streamdit_jax.model import init_params
+
+    tiny = load("tiny", num_devices=1)
+    ckpt.save_params(tmp_path / "run", tiny.model, init_params(tiny.model, jax.random.key(0))[1])
+    write_latent_shards(tmp_path / "shards", [("v0", 1), ("v1", 1)])
+    other = ["mesh.shape=(1,1,1,1)", "model.width=32", *_on(tmp_path / "shards", heldout=1)]
+    other = load("tiny", other, num_devices=1)
     with pytest.raises(ConfigError, match="checkpoint of another model"):
-        Trainer(FlowTask(other, *encoders), other.train, other.optimizer,
+        Trainer(FlowTask(other), other.train, other.optimizer,
                 make_mesh(MeshConfig(shape=(1, 1, 1, 1)), jax.devices()[:1]), other.mesh.rules,
                 tmp_path / "run", resume=True, progress=False)  # fmt: skip
-
-
-class NaNTask(FlowTask):
-    """Training batches as FlowTask's, but the fourth one's latents are NaN."""
-
-    def train_batches(self, *args):
-        count = [0]
-
-        def poison(batch):
-            count[0] += 1
-            return {**batch, "latents": batch["latents"] * np.nan} if count[0] == 4 else batch
-
-        return super().train_batches(*args).map(poison)
-
-
-def test_a_nan_batch_stops_the_run_and_the_last_checkpoint_restores(tmp_path, encoders):
-    from streamdit_jax.train import NonFiniteLoss
-
-    cfg = load("tiny", ["mesh.shape=(1,1,1,1)", "train.steps=6", "train.checkpoint_every=2"], num_devices=1)
-    trainer = Trainer(
-        NaNTask(cfg, *encoders), cfg.train, cfg.optimizer, make_mesh(cfg.mesh, jax.devices()[:1]),
-        cfg.mesh.rules, tmp_path, progress=False,
-    )  # fmt: skip
-    with pytest.raises(NonFiniteLoss, match=r"non-finite at step 4.*last good checkpoint \(step 2\)"):
-        trainer.run()
-    trainer.close()
-    assert ckpt.latest_step(tmp_path) == 2
-    resumed = _trainer(tmp_path, encoders, overrides=["train.steps=6"], resume=True)
-    assert int(resumed.state.step) == 2
-    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(resumed.state.params))
-    resumed.close()

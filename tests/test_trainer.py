@@ -1,5 +1,6 @@
 """The shared trainer on a toy task: learning, resume after SIGTERM, mesh changes, NaN stops, accumulation."""
 
+import dataclasses
 import os
 import signal
 
@@ -78,7 +79,8 @@ class ToyTask:
 
 
 def _trainer(workdir, task=None, steps=6, mesh=(1, 1, 1, 1), resume=False, **train):
-    cfg = TrainConfig(steps=steps, batch_size=4, checkpoint_every=3, log_every=1, eval_every=3, **train)
+    fields = dict(steps=steps, batch_size=4, checkpoint_every=3, log_every=1, eval_every=3) | train
+    cfg = TrainConfig(**fields)
     opt = OptimizerConfig(learning_rate=0.3, warmup_steps=1, weight_decay=0.0, ema_decay=0.9)
     devices = jax.devices()[: int(np.prod(mesh))]
     return Trainer(
@@ -154,6 +156,28 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
     assert ckpt.latest_step(tmp_path) == 3
     resumed = _trainer(tmp_path, steps=10, resume=True)
     assert np.isfinite(np.asarray(resumed.state.params["w"][...])).all()
+
+
+def test_a_nan_at_step_k_leaves_the_ema_and_checkpoints_of_step_k_minus_1(tmp_path):
+    """The host looks at the loss only when it logs (here every 100 steps) or saves; the jitted step
+    itself refuses the NaN step 5 and every step after it, so the EMA, the parameters and the optimizer
+    state stay those of step 4, and the save at step 6 stops the run instead of writing."""
+    quiet = dict(log_every=100, eval_every=100, checkpoint_every=2)
+    clean = _trainer(tmp_path / "clean", steps=8, **quiet)
+    clean.cfg = dataclasses.replace(clean.cfg, steps=4)  # the same schedule, stopped after step 4
+    clean.run()
+    poisoned = _trainer(tmp_path / "nan", ToyTask(nan_at_batch=4), steps=8, **quiet)
+    with pytest.raises(NonFiniteLoss, match=r"non-finite at step 5.*last good checkpoint \(step 4\)"):
+        poisoned.run()
+    assert int(poisoned.state.step) == 4 and ckpt.latest_step(tmp_path / "nan") == 4
+    for name in ("params", "ema", "opt_state"):
+        want, got = (jax.tree.leaves(getattr(t.state, name)) for t in (clean, poisoned))
+        for a, b in zip(want, got, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    saved = ckpt.manager(tmp_path / "nan", ("ema",)).restore(
+        4, args=ckpt.ocp.args.Composite(ema=ckpt.ocp.args.StandardRestore())
+    )["ema"]
+    np.testing.assert_array_equal(saved["w"], np.asarray(clean.state.ema["w"][...]))
 
 
 def test_gradient_accumulation_equals_one_full_batch(tmp_path):

@@ -38,7 +38,7 @@ TEXT_LENGTHS = (7, 4)  # per sample; the batch is padded to 7
 TOLERANCE = 1e-5  # the issue asks for 1e-4; float32 on the CPU gives ~5e-7
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS))
+@pytest.fixture(scope="module", params=["wan", pytest.param("variant", marks=pytest.mark.slow)])
 def wan_dir(request, tmp_path_factory):
     """A randomly initialised diffusers Wan transformer saved as sharded safetensors."""
     torch.manual_seed(0)
@@ -100,6 +100,7 @@ def test_window_equal_to_the_latent_is_wan_full_attention(wan_dir):
     assert relative_error(got, _reference(torch_model, latents, t, text)) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_wan_pipeline_padding_is_reproduced_with_an_all_true_mask(wan_dir):
     """Wan's pipeline zero-pads prompt states and attends to the padding: an all-true mask does the same."""
     path, torch_model = wan_dir
@@ -162,6 +163,7 @@ def test_image_conditioned_config_is_rejected():
         wan_model_config({**BASE, "image_dim": 1280})
 
 
+@pytest.mark.slow
 def test_bfloat16_weights_convert(wan_dir, tmp_path):
     """bf16 safetensors (as Wan ships) are read without torch and give bf16-accurate parity."""
     import copy
