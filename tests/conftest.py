@@ -13,7 +13,6 @@ Where the suite's time goes is XLA:CPU compilation (docs/testing.md), so:
 """
 
 import atexit
-import gc
 import os
 import shutil
 import tempfile
@@ -47,17 +46,6 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords and not on_gpu:
             item.add_marker(pytest.mark.skip(reason="needs an NVIDIA GPU"))
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        # Longest first, so that two workers end together: the tiny demo's tests (whose build the others
-        # wait for), then the slow ones. (One process keeps the file order and its module fixtures.)
-        items.sort(key=lambda i: 0 if "tiny_demo" in i.fixturenames else 1 if "slow" in i.keywords else 2)
-
-
-def pytest_collection_finish(session):
-    # The objects of the imports (torch, transformers, diffusers, jax: about 400,000) are never garbage:
-    # the collector stops walking them, which saves every full collection a third of a second or more.
-    gc.collect()
-    gc.freeze()
 
 
 # --- the shelf
