@@ -10,6 +10,10 @@ from __future__ import annotations
 # implementation of each (and the name of any backend registered later).
 ATTENTION_BACKENDS: set[str] = {"xla", "cudnn"}
 
+# Noise-level densities selectable with ``buffer.level_density`` (``flow.noise`` draws each within every
+# chunk's range of sigma); the index of a name is its code in ``flow.Mixture``.
+LEVEL_DENSITIES = ("uniform", "logit_normal", "shifted")
+
 # Rematerialisation policies selectable with ``model.remat`` (``model.dit`` maps each to JAX's policy).
 REMAT_POLICIES = ("none", "full", "dots")
 

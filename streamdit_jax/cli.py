@@ -353,7 +353,8 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     model = _stream_model(args, cfg)
     streamer = Streamer(
         model, args.prompt or "", scheme=scheme, cfg_scale=args.cfg, seed=args.seed, schedule=schedule,
-        input_video=video, strength=args.strength,
+        input_video=video, strength=args.strength, startup_micro_steps=args.startup_steps,
+        startup_cfg_scale=args.startup_cfg,
     )  # fmt: skip
     wanted = None if args.seconds is None else round(args.seconds * streamer.fps)
     mode = "video-to-video" if video else "text-to-video"
@@ -401,13 +402,20 @@ def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     if args.prompts:
         prompts = [prompts_from_schedule(Path(args.prompts).stem, read_schedule(args.prompts))]
     else:
-        prompts = heldout_prompts(args.count, args.seconds)
+        if args.segments < 1:
+            raise ConfigError(
+                f"--segments {args.segments}: a schedule needs at least one prompt. Fix: e.g. 3"
+            )
+        prompts = heldout_prompts(args.count, args.seconds, segments=args.segments)
     cfg, scheme = _stream_config(args, overrides)
     model = _stream_model(args, cfg)
     out = Path(args.out or Path(args.checkpoint) / "eval")
     print(f"evaluating {args.checkpoint}: {len(prompts)} streams of {args.seconds:g} s -> {out}", flush=True)
     videos = out / "streams" if args.videos else None
-    report = run_eval(model, prompts, args.seconds, out, scheme, args.cfg, args.seed, videos, progress=True)
+    startup = (args.startup_steps, args.startup_cfg)
+    report = run_eval(
+        model, prompts, args.seconds, out, scheme, args.cfg, args.seed, videos, progress=True, startup=startup
+    )
     for key, value in report["summary"].items():
         print(f"  {key}: {value:.3f}")
     print(f"wrote {out / 'eval.json'}, {out / 'eval.md'}, adherence.png, seams.png, strips.png")
@@ -459,6 +467,17 @@ def _add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
     p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
     p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
+    p.add_argument(
+        "--startup-steps",
+        type=int,
+        help="micro-steps per chunk position of the first buffer's denoise (default: "
+        "rollout.startup_micro_steps, else the scheme's s)",
+    )
+    p.add_argument(
+        "--startup-cfg",
+        type=float,
+        help="the first buffer's guidance scale (default: rollout.startup_cfg_scale, else --cfg)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
     p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
@@ -534,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seconds", type=float, default=60.0, help="length of each stream")
     p.add_argument("--count", type=int, default=4, help="held-out schedules to stream")
+    p.add_argument(
+        "--segments", type=int, default=3, help="prompts per held-out schedule (the demo streams 4)"
+    )
     p.add_argument("--out", help="output folder (default: CHECKPOINT/eval)")
     p.add_argument("--videos", action="store_true", help="also write every stream to OUT/streams/NAME.mp4")
     p.set_defaults(fn=cmd_eval)

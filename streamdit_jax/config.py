@@ -22,7 +22,7 @@ from typing import Any
 
 import ml_collections
 
-from streamdit_jax.choices import ATTENTION_BACKENDS, REMAT_POLICIES, window_shifts
+from streamdit_jax.choices import ATTENTION_BACKENDS, LEVEL_DENSITIES, REMAT_POLICIES, window_shifts
 from streamdit_jax.sharding.axes import LOGICAL_AXES, MESH_AXES
 from streamdit_jax.sharding.rules import DEFAULT_RULES
 
@@ -192,6 +192,11 @@ class BufferConfig:
 
     ``frames`` is B = K + N·c latent frames. Each training example draws c from ``chunk_sizes`` with
     ``chunk_weights``; a further ``uniform_share`` of examples gives every frame one sigma (text-to-video).
+
+    ``level_density`` is the density of sigma over [0, 1], which each chunk's draw follows restricted to
+    its range [i/N, (i+1)/N]: "uniform"; "logit_normal" (SD3: sigmoid of a normal with ``level_mean``
+    and ``level_std``); "shifted" (Wan: sigma = shift·u / (1 + (shift - 1)·u) for uniform u, with
+    ``level_shift`` > 1 towards high noise). Only training draws change; the sampler's levels do not.
     """
 
     frames: int = 8
@@ -199,6 +204,10 @@ class BufferConfig:
     chunk_sizes: tuple[int, ...] = (1, 2, 4, 8)
     chunk_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
     uniform_share: float = 0.1
+    level_density: str = "uniform"  # see streamdit_jax.choices.LEVEL_DENSITIES
+    level_mean: float = 0.0  # logit_normal: mean of logit(sigma)
+    level_std: float = 1.0  # logit_normal: standard deviation of logit(sigma)
+    level_shift: float = 1.0  # shifted: 1 is uniform, > 1 moves the draws towards high noise
 
     @property
     def denoised_frames(self) -> int:
@@ -207,11 +216,18 @@ class BufferConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
-    """The streaming scheme: chunks of c frames, s micro-steps per chunk position, CFG scale."""
+    """The streaming scheme: chunks of c frames, s micro-steps per chunk position, CFG scale.
+
+    The start-up (the first buffer's uniform-mode text-to-video denoise, N·s' Euler steps, once per
+    stream) may take more micro-steps and another guidance scale than the steady state:
+    ``startup_micro_steps`` (s'; None: s) and ``startup_cfg_scale`` (None: ``cfg_scale``).
+    """
 
     chunk_frames: int = 2  # c
     micro_steps: int = 1  # s
     cfg_scale: float = 1.0  # 1.0 disables classifier-free guidance
+    startup_micro_steps: int | None = None
+    startup_cfg_scale: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -588,6 +604,16 @@ def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
         )
     if not 0.0 <= buffer.uniform_share <= 1.0:
         _fail("buffer.uniform_share", f"{buffer.uniform_share} is not a share", "use a value in [0, 1]")
+    if buffer.level_density not in LEVEL_DENSITIES:
+        _fail(
+            "buffer.level_density",
+            f"unknown density {buffer.level_density!r}",
+            f"use one of {', '.join(LEVEL_DENSITIES)}",
+        )
+    if not math.isfinite(buffer.level_mean):
+        _fail("buffer.level_mean", f"{buffer.level_mean} is not finite", "use a finite mean of logit(sigma)")
+    _check_range("buffer.level_std", buffer.level_std, 0.0, open_low=True)
+    _check_range("buffer.level_shift", buffer.level_shift, 0.0, open_low=True)
     if rollout.chunk_frames < 1 or n % rollout.chunk_frames:
         _fail(
             "rollout.chunk_frames",
@@ -596,6 +622,10 @@ def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
         )
     _check_range("rollout.micro_steps", rollout.micro_steps, 1)
     _check_range("rollout.cfg_scale", rollout.cfg_scale, 0.0)
+    if rollout.startup_micro_steps is not None:
+        _check_range("rollout.startup_micro_steps", rollout.startup_micro_steps, 1)
+    if rollout.startup_cfg_scale is not None:
+        _check_range("rollout.startup_cfg_scale", rollout.startup_cfg_scale, 0.0)
 
 
 def _validate_grid(cfg: Config) -> None:

@@ -40,7 +40,6 @@ jax.config.update("jax_num_cpu_devices", 8)
 pytest_plugins = ["timing"]
 
 
-
 def pytest_collection_modifyitems(config, items):
     on_gpu = jax.default_backend() == "gpu"
     for item in items:

@@ -91,6 +91,12 @@ INVALID = [
     (["buffer.frames=0"], "buffer.frames", ">= 1"),
     (["optimizer.b1=3.0"], "optimizer.b1", "<= 1.0"),
     (["mesh.rules=(('embed',),)"], "mesh.rules", "(logical axis, mesh axis or None)"),
+    (["buffer.level_density=cosine"], "buffer.level_density", "use one of uniform, logit_normal, shifted"),
+    (["buffer.level_std=0.0"], "buffer.level_std", "use a value > 0.0"),
+    (["buffer.level_shift=-2.0"], "buffer.level_shift", "use a value > 0.0"),
+    (["buffer.level_mean=1e999"], "buffer.level_mean", "finite mean"),
+    (["rollout.startup_micro_steps=0"], "rollout.startup_micro_steps", "use a value >= 1"),
+    (["rollout.startup_cfg_scale=-1.0"], "rollout.startup_cfg_scale", "use a value >= 0.0"),
 ]  # fmt: skip
 
 

@@ -35,6 +35,9 @@ def test_tiny_demo_writes_everything(tiny_demo):
     for name in ("eval.md", "report.png", "adherence.png", "seams.png", "strips.png"):
         assert (tiny_demo / name).stat().st_size > 0
     assert len(list((tiny_demo / "streams").glob("*.mp4"))) == 2
+    preview = iio.imread(tiny_demo / "preview.gif", index=None)
+    assert len(preview) == 24 and preview.shape[1:3] == (128 + 40, 128)  # every other frame, 2x, captioned
+    assert first["startup_seconds"] > 0 and report["summary"]["startup_forward_passes"] > 0
 
 
 def test_the_demo_skips_resumes_and_refuses_stale_stages(tiny_demo, tmp_path, capsys):
@@ -44,7 +47,12 @@ def test_the_demo_skips_resumes_and_refuses_stale_stages(tiny_demo, tmp_path, ca
     def demo(*extra):
         return main(["demo", "--workdir", str(work), *TINY_DEMO, *extra])
 
-    # A re-run skips every finished stage.
+    # A re-run skips every finished stage, also one recorded before a config field existed (the field is
+    # taken at its default), but not one whose record holds another value for it.
+    record = work / "stages" / "teacher.json"
+    saved = json.loads(record.read_text())
+    del saved["inputs"]["buffer.level_density"]
+    record.write_text(json.dumps(saved))
     assert demo() == 0
     assert capsys.readouterr().out.count("), skipped") == 5
 
@@ -62,6 +70,8 @@ def test_the_demo_skips_resumes_and_refuses_stale_stages(tiny_demo, tmp_path, ca
     assert json.loads((work / "stages" / "eval.json").read_text())["finished"]
 
     # A stage made from other inputs is refused, naming the field; nothing is touched.
+    assert demo("--config.train.steps=6", "--config.buffer.level_density=shifted") != 0
+    assert "buffer.level_density: 'uniform' -> 'shifted'" in capsys.readouterr().err
     assert demo("--config.train.steps=6", "--config.vae_train.object_weight=3") != 0
     err = capsys.readouterr().err
     assert "vae_train.object_weight: 0.0 -> 3.0" in err and "new --workdir" in err

@@ -107,6 +107,8 @@ def test_schemes_and_the_student_config():
     assert dataclasses.astuple(teacher) == (0, 4, 2, 16) and dataclasses.astuple(student) == (0, 4, 2, 1)
     streamed = student_config(cfg)
     assert streamed.scheme == (0, 4, 2, 1) and streamed.rollout.cfg_scale == 1.0
+    # The start-up, once per stream, is the teacher's: 16 micro-steps per position at CFG 3.
+    assert (streamed.rollout.startup_micro_steps, streamed.rollout.startup_cfg_scale) == (16, 3.0)
     with pytest.raises(ConfigError, match=r"distill\.chunk_frames"):
         load("tiny", ["distill.chunk_frames=3"])
 

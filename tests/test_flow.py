@@ -72,6 +72,50 @@ def test_the_uniform_share_gives_one_sigma_per_sample():
     assert abs(sigma[:, 0].mean() - 0.5) < 0.02
 
 
+# (density fields, numpy draws of the documented density over [0, 1]): an independent reference.
+DENSITIES = [
+    ({"level_density": "uniform"}, lambda rng, n: rng.uniform(size=n)),
+    (
+        {"level_density": "logit_normal", "level_mean": 0.5, "level_std": 1.2},
+        lambda rng, n: 1.0 / (1.0 + np.exp(-(0.5 + 1.2 * rng.standard_normal(n)))),
+    ),
+    (
+        {"level_density": "shifted", "level_shift": 3.0},
+        lambda rng, n: (lambda u: 3.0 * u / (1.0 + 2.0 * u))(rng.uniform(size=n)),
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "reference"), DENSITIES, ids=[f["level_density"] for f, _ in DENSITIES])
+def test_level_densities_draw_what_they_document_over_the_range_and_within_each_chunk(fields, reference):
+    """Two-sample Kolmogorov-Smirnov against numpy draws of the documented density: over [0, 1] (the
+    uniform share) and restricted to each chunk's range (chunks of 2 in 8 frames: N = 4). With 20,000
+    draws a side the test fails at p < 1e-3 (a KS distance above ~0.02)."""
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(0)
+    truth = reference(rng, 400_000)
+    whole = np.asarray(_draw(BufferConfig(frames=8, uniform_share=1.0, **fields)).sigma)[:, 0]
+    assert ks_2samp(whole, truth[:DRAWS]).pvalue > 1e-3
+    chunked = _draw(
+        BufferConfig(frames=8, chunk_sizes=(2,), chunk_weights=(1.0,), uniform_share=0.0, **fields)
+    )
+    sigma = np.asarray(chunked.sigma)[:, ::2]  # [draws, 4 chunks]
+    for i in range(4):
+        inside = truth[(truth >= i / 4) & (truth <= (i + 1) / 4)]
+        assert np.all((sigma[:, i] >= i / 4) & (sigma[:, i] <= (i + 1) / 4))
+        assert ks_2samp(sigma[:, i], inside[:DRAWS]).pvalue > 1e-3, (i, len(inside))
+
+
+def test_a_wrong_density_parameter_is_seen_by_the_test_above():
+    """The KS check has power: logit-normal draws with mean 0.6 are told apart from mean 0.5."""
+    from scipy.stats import ks_2samp
+
+    fields = {"level_density": "logit_normal", "level_mean": 0.6, "level_std": 1.2}
+    drawn = np.asarray(_draw(BufferConfig(frames=8, uniform_share=1.0, **fields)).sigma)[:, 0]
+    assert ks_2samp(drawn, DENSITIES[1][1](np.random.default_rng(0), DRAWS)).pvalue < 1e-3
+
+
 def test_one_trace_serves_every_scheme_mixture_and_reference_count():
     @jax.jit
     @chex.assert_max_traces(n=1)
@@ -82,6 +126,24 @@ def test_one_trace_serves_every_scheme_mixture_and_reference_count():
         BufferConfig(frames=12, chunk_sizes=(1, 2, 3), chunk_weights=(1, 1, 1)),
         BufferConfig(frames=12, chunk_sizes=(4, 6, 12), chunk_weights=(0, 2, 1), uniform_share=0.5),
         BufferConfig(frames=12, reference_frames=4, chunk_sizes=(2, 4, 8), chunk_weights=(1, 0, 1)),
+        BufferConfig(
+            frames=12, chunk_sizes=(2, 4, 12), chunk_weights=(1, 1, 1), level_density="logit_normal"
+        ),
+        BufferConfig(
+            frames=12,
+            chunk_sizes=(3, 4, 12),
+            chunk_weights=(1, 1, 1),
+            level_density="logit_normal",
+            level_mean=-0.5,
+            level_std=2.0,
+        ),
+        BufferConfig(
+            frames=12,
+            chunk_sizes=(2, 4, 12),
+            chunk_weights=(1, 1, 1),
+            level_density="shifted",
+            level_shift=5.0,
+        ),
     ):
         drawn = draw(jax.random.key(1), Mixture.from_config(buffer))
         sizes = set(np.asarray(drawn.chunk_frames).tolist())

@@ -18,7 +18,7 @@ from helpers import randomize
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.autoencoder import restore_vae
 from streamdit_jax.cli import main
-from streamdit_jax.config import load
+from streamdit_jax.config import ConfigError, load
 from streamdit_jax.data.shapes import ShapesDataset
 from streamdit_jax.flow import Scheme, SchemeError, text_to_video
 from streamdit_jax.model import apply, init_params, single_device_mesh
@@ -72,7 +72,9 @@ def _normal(key, shape):
     return np.asarray(jax.random.normal(key, shape, jnp.float32))
 
 
-def reference_stream(velocities, scheme, latent_shape, seed, chunks, inputs=None, strength=1.0):
+def reference_stream(
+    velocities, scheme, latent_shape, seed, chunks, inputs=None, strength=1.0, startup_steps=None
+):
     """Chunks emitted by the paper's algorithm, step by step in numpy.
 
     ``velocities[j]`` is the velocity function used at stream step j (``[-1]`` at start-up). Start-up:
@@ -80,9 +82,11 @@ def reference_stream(velocities, scheme, latent_shape, seed, chunks, inputs=None
     its noise level is the scheme's. Then per step: s Euler updates x += u·dtau on every non-reference
     frame, emit the oldest chunk, let the references become the last K clean frames, push a new chunk.
     Video-to-video: the buffer and every pushed chunk are the input's latents noised to ``strength``.
+    The start-up takes ``startup_steps`` (s'; default s) steps per chunk position.
     """
     k, n, c, s = dataclasses.astuple(scheme)
-    frames, total = scheme.frames, n * s  # T = N·s steps per frame
+    s0 = startup_steps or s
+    frames, total = scheme.frames, n * s0  # T = N·s' start-up steps per frame
     key, noise_key = jax.random.split(jax.random.key(seed))
     x = _normal(noise_key, (1, frames, *latent_shape))
     if inputs is not None:
@@ -95,10 +99,10 @@ def reference_stream(velocities, scheme, latent_shape, seed, chunks, inputs=None
         cache.append(x)
     queue = np.concatenate(
         [cache[total][:, :k]]
-        + [cache[(n - 1 - i) * s][:, k + i * c : k + (i + 1) * c] for i in range(n)], axis=1
+        + [cache[(n - 1 - i) * s0][:, k + i * c : k + (i + 1) * c] for i in range(n)], axis=1
     )  # fmt: skip
     tau = np.array([1.0] * k + [1.0 - strength * (i // c + 1) / n for i in range(n * c)])
-    steps = np.array([0.0] * k + [dtau] * (n * c))
+    steps = np.array([0.0] * k + [strength / (n * s)] * (n * c))
     emitted = [queue[:, :k]] if k else []
     for j in range(chunks):
         t = tau.copy()
@@ -142,6 +146,32 @@ def test_stream_equals_the_unjitted_reference(model, scheme, cfg_scale):
         np.testing.assert_allclose(g, w, atol=ATOL)
     assert np.abs(got[-1] - got[-2]).max() > 0.1  # chunks differ: the model does something
     assert streamer.rollout.traces <= 2  # start-up and step, once each (the model shares its rollouts)
+
+
+def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_unguided(model):
+    """The start-up's own micro-steps and CFG scale (rollout.startup_*): the first buffer is the guided
+    3-steps-per-position denoise, every later step one unguided pass."""
+    scheme = Scheme(0, 4, 2, 1)
+    streamer = Streamer(model, A, scheme=scheme, cfg_scale=1.0, startup_micro_steps=3, startup_cfg_scale=3.0,
+                        seed=5)  # fmt: skip
+    assert streamer.forward_passes_per_chunk == 1 and streamer.startup_forward_passes == 3 * 3 * 2
+    got = _take(streamer.latent_chunks(), 3)
+    u, guided = _velocity(model, A), _velocity(model, A, 3.0)
+    want = reference_stream(
+        [u, u, u, guided], scheme, streamer.latent_shape, seed=5, chunks=3, startup_steps=3
+    )
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, atol=ATOL)
+    plain = _take(Streamer(model, A, scheme=scheme, seed=5).latent_chunks(), 1)[0]
+    assert np.abs(plain - got[0]).max() > 0.01  # the start-up settings change the stream
+    cfg = dataclasses.replace(model.cfg, rollout=dataclasses.replace(model.cfg.rollout, startup_micro_steps=3,
+                                                                     startup_cfg_scale=3.0))  # fmt: skip
+    from_config = Streamer(dataclasses.replace(model, cfg=cfg), A, scheme=scheme, cfg_scale=1.0, seed=5)
+    np.testing.assert_allclose(_take(from_config.latent_chunks(), 1)[0], got[0], atol=ATOL)
+    for bad, message in (({"startup_micro_steps": 0}, "start-up micro-steps 0"),
+                         ({"startup_cfg_scale": -2.0}, "start-up cfg scale -2.0 is negative")):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            Streamer(model, A, scheme=scheme, **bad)
 
 
 def test_start_up_noise_levels_are_the_schemes(model):

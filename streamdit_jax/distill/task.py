@@ -29,9 +29,18 @@ def schemes(cfg: Config) -> tuple[Scheme, Scheme]:
 
 
 def student_config(cfg: Config) -> Config:
-    """The run config saved with the student: it streams with (0, N, c, 1) and no guidance."""
+    """The run config saved with the student: it streams with (0, N, c, 1) and no guidance, after a
+    start-up (once per stream) with the teacher's micro-steps and guidance: its first buffer then holds
+    the prompted object (docs/evaluation.md#why-the-demo-did-not-follow-its-prompts)."""
     buffer = dataclasses.replace(cfg.buffer, reference_frames=0)
-    rollout = RolloutConfig(chunk_frames=cfg.distill.chunk_frames, micro_steps=1, cfg_scale=1.0)
+    d = cfg.distill
+    rollout = RolloutConfig(
+        chunk_frames=d.chunk_frames,
+        micro_steps=1,
+        cfg_scale=1.0,
+        startup_micro_steps=d.teacher_micro_steps,
+        startup_cfg_scale=d.cfg_scale,
+    )
     return dataclasses.replace(cfg, buffer=buffer, rollout=rollout)
 
 

@@ -24,6 +24,9 @@ from streamdit_jax.eval.metrics import Segment, evaluate
 from streamdit_jax.flow import Scheme
 from streamdit_jax.stream import Streamer, StreamModel
 
+# The start-up's (micro-steps, CFG scale); None: the checkpoint's rollout settings.
+StartUp = tuple[int | None, float | None]
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalPrompt:
@@ -111,11 +114,13 @@ def prompts_from_schedule(name: str, schedule: Sequence[tuple[float, str]]) -> E
 
 def stream_and_score(
     model: StreamModel, prompt: EvalPrompt, seconds: float, scheme: Scheme | None, cfg_scale: float | None,
-    seed: int,
+    seed: int, startup: StartUp = (None, None),
 ) -> tuple[dict, np.ndarray]:  # fmt: skip
     """Streams one schedule for ``seconds``; its metrics and the frames [T, H, W, 3] uint8."""
+    began = time.perf_counter()
     streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, cfg_scale=cfg_scale, seed=seed,
-                        schedule=prompt.schedule)  # fmt: skip
+                        schedule=prompt.schedule, startup_micro_steps=startup[0],
+                        startup_cfg_scale=startup[1])  # fmt: skip
     wanted = round(seconds * streamer.fps)
     frames, starts, chunks, times = [], [], streamer.chunks(), []
     count = 0
@@ -136,8 +141,11 @@ def stream_and_score(
     scores["prompts"] = [{"from_frame": start, "prompt": text} for start, text in used]
     scores["frames"] = len(video)
     scores["forward_passes_per_chunk"] = streamer.forward_passes_per_chunk
-    # Steady state: the interval between decoded chunks after the first (start-up and compilation).
+    # Steady state: the interval between decoded chunks after the first. Start-up: from the Streamer's
+    # construction to the first decoded chunk (with the compilation when this model has not streamed yet).
     scores["seconds_per_chunk"] = float(np.median(np.diff(times))) if len(times) > 1 else math.nan
+    scores["startup_seconds"] = times[0] - began
+    scores["startup_forward_passes"] = streamer.startup_forward_passes
     scores["truth"] = truth(prompt, len(video), streamer.fps, model.cfg.data.resolution, starts)
     return scores, video
 
@@ -152,10 +160,12 @@ def run_eval(
     seed: int = 0,
     video_dir: str | Path | None = None,
     progress: bool = False,
+    startup: StartUp = (None, None),
 ) -> dict:
     """Streams and scores every prompt; writes eval.json, eval.md and PNG plots into ``out_dir``, and
     each stream as ``<name>.mp4`` into ``video_dir`` when given. Held-out prompts are also scored on
-    their scenes' true videos (``truth_summary``): the metrics' ceilings."""
+    their scenes' true videos (``truth_summary``): the metrics' ceilings. ``startup`` is the start-up's
+    (micro-steps, CFG scale), each None for the checkpoint's ``rollout`` settings."""
     from tqdm import tqdm
 
     from streamdit_jax.stream.video import VideoSink
@@ -164,7 +174,9 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     results, strips = {}, {}
     for prompt in tqdm(prompts, desc="eval streams", disable=not progress, dynamic_ncols=True):
-        results[prompt.name], video = stream_and_score(model, prompt, seconds, scheme, cfg_scale, seed)
+        results[prompt.name], video = stream_and_score(
+            model, prompt, seconds, scheme, cfg_scale, seed, startup
+        )
         strips[prompt.name] = video[np.linspace(0, len(video) - 1, 8).round().astype(int)]
         if video_dir is not None:
             with VideoSink(model.cfg.data.fps, Path(video_dir) / f"{prompt.name}.mp4") as sink:
@@ -183,9 +195,12 @@ def run_eval(
 def summarise(results: dict[str, dict]) -> dict[str, float]:
     """Means over streams: adherence (colour, shape, motion), consistency, drift, seam ratio, response."""
 
-    def mean(values):
+    def mean(values, reduce=np.mean):
         values = [v for v in values if v is not None and not math.isnan(v)]
-        return float(np.mean(values)) if values else math.nan
+        return float(reduce(values)) if values else math.nan
+
+    def median(values):
+        return mean(values, np.median)
 
     r = list(results.values())
     return {
@@ -202,6 +217,9 @@ def summarise(results: dict[str, dict]) -> dict[str, float]:
         "switches_never_followed": sum(v is None for x in r for v in x["switch_response_chunks"]),
         "forward_passes_per_chunk": mean(x.get("forward_passes_per_chunk", math.nan) for x in r),
         "seconds_per_chunk": mean(x.get("seconds_per_chunk", math.nan) for x in r),
+        # The median stream's start-up: the first stream also compiles.
+        "startup_seconds": median(x.get("startup_seconds", math.nan) for x in r),
+        "startup_forward_passes": mean(x.get("startup_forward_passes", math.nan) for x in r),
     }
 
 

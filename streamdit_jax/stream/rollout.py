@@ -8,6 +8,9 @@ move one place towards the front, and a fresh chunk at sigma ``strength`` is pus
 noise for text-to-video (strength 1), or the next input chunk noised to ``strength`` (video-to-video,
 SDEdit). The per-frame sigmas are therefore the same before every step; they are set once at start-up.
 
+The start-up may take ``startup_micro_steps`` (s') per chunk position instead of the scheme's s, and
+its own conditioning (e.g. guided while the steps are not): it is paid once per stream.
+
 Random numbers: ``start`` splits its key into (stream key, first-buffer noise key); every ``step``
 splits the stream key into (next stream key, key of the pushed chunk's noise).
 """
@@ -55,7 +58,8 @@ class Rollout:
     """``start`` and ``step`` of one model (graphdef) under one scheme, jitted once each.
 
     ``step(params, state, cond, incoming=None) -> (state, chunk [B, c, h, w, C])`` donates ``state``;
-    ``incoming`` is the next clean input chunk for video-to-video. ``traces`` counts how often either
+    ``incoming`` is the next clean input chunk for video-to-video. ``startup_micro_steps`` (None: the
+    scheme's s) are the start-up's Euler steps per chunk position. ``traces`` counts how often either
     function was traced (a stream that retraces shows up here).
     """
 
@@ -65,8 +69,10 @@ class Rollout:
         scheme: Scheme,
         mesh: Mesh | None = None,
         rules: Sequence = DEFAULT_RULES,
+        startup_micro_steps: int | None = None,
     ):
         self.graphdef, self.scheme, self.mesh, self.rules = graphdef, scheme, mesh, rules
+        self.startup_micro_steps = startup_micro_steps or scheme.micro_steps
         self.traces = 0
         self._start = jax.jit(self._start_fn)
         self._step = jax.jit(self._step_fn, donate_argnums=1)
@@ -83,9 +89,10 @@ class Rollout:
         """The first steady-state buffer. Text-to-video: ``initial`` None and strength 1. Video-to-video:
         ``initial`` [B, F, h, w, C] clean latents of the input's first B frames, noised to ``strength``.
 
-        The whole buffer is denoised in uniform mode (every frame at one sigma, N·s steps of
-        strength/(N·s)), keeping the latents after every s steps; chunk i is taken from the snapshot at
-        its steady-state level, the reference frames from the clean end of the run.
+        The whole buffer is denoised in uniform mode (every frame at one sigma, N·s' steps of
+        strength/(N·s'), s' = ``startup_micro_steps``), keeping the latents after every s' steps; chunk i
+        is taken from the snapshot at its steady-state level, the reference frames from the clean end of
+        the run.
         """
         batch = cond.text.shape[0]
         strength = jnp.full((batch,), strength, jnp.float32)
@@ -115,7 +122,8 @@ class Rollout:
 
     def _start_fn(self, params, cond, key, initial, strength) -> StreamState:
         self.traces += 1
-        k, n, c, s = dataclasses.astuple(self.scheme)
+        k, n, c, _ = dataclasses.astuple(self.scheme)
+        s = self.startup_micro_steps
         key, noise_key = jax.random.split(key)
         level = strength[:, None]  # [B, 1]
         noise = jax.random.normal(noise_key, initial.shape, jnp.float32)

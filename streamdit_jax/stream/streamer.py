@@ -49,11 +49,13 @@ class StreamModel:
     mesh: Mesh
     _rollouts: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    def rollout(self, scheme: Scheme) -> Rollout:
-        """The jitted rollout of ``scheme``, shared by every Streamer of this model (compiled once)."""
-        if scheme not in self._rollouts:
-            self._rollouts[scheme] = Rollout(self.graphdef, scheme, self.mesh, self.cfg.mesh.rules)
-        return self._rollouts[scheme]
+    def rollout(self, scheme: Scheme, startup_micro_steps: int | None = None) -> Rollout:
+        """The jitted rollout of ``scheme`` (with that start-up), shared by every Streamer of this model
+        (compiled once)."""
+        key = (scheme, startup_micro_steps or scheme.micro_steps)
+        if key not in self._rollouts:
+            self._rollouts[key] = Rollout(self.graphdef, scheme, self.mesh, self.cfg.mesh.rules, key[1])
+        return self._rollouts[key]
 
     @staticmethod
     def load_config(checkpoint: str | Path, config: Config | None = None, step: int | None = None) -> Config:
@@ -122,13 +124,14 @@ class Streamer:
 
     ``model`` is a :class:`StreamModel` or a checkpoint directory. ``scheme`` defaults to the config's
     rollout (K, N, c, s); ``cfg_scale`` to ``rollout.cfg_scale`` (1 = no guidance, one forward pass per
-    micro-step; otherwise two, as one doubled batch). ``schedule`` is a list of (seconds, prompt): a
-    prompt takes over at the step that emits the frame at that time. ``set_prompt`` changes the prompt
-    live, from the next step dispatched. With ``input_video`` the stream is video-to-video (SDEdit): the
-    input is encoded as it is read, and every chunk enters the buffer noised to ``strength``; the stream
-    ends with the input. ``config``, ``vae``, ``mesh_shape`` and ``ema`` go to :meth:`StreamModel.restore`
-    when ``model`` is a checkpoint directory; every argument is checked before the model is restored or
-    anything is compiled. A Streamer streams once.
+    micro-step; otherwise two, as one doubled batch). ``startup_micro_steps`` and ``startup_cfg_scale``
+    (default: ``rollout``'s, else s and ``cfg_scale``) set the first buffer's denoise. ``schedule`` is a
+    list of (seconds, prompt): a prompt takes over at the step that emits the frame at that time.
+    ``set_prompt`` changes the prompt live, from the next step dispatched. With ``input_video`` the
+    stream is video-to-video (SDEdit): the input is encoded as it is read, and every chunk enters the
+    buffer noised to ``strength``; the stream ends with the input. ``config``, ``vae``, ``mesh_shape``
+    and ``ema`` go to :meth:`StreamModel.restore` when ``model`` is a checkpoint directory; every argument
+    is checked before the model is restored or anything is compiled. A Streamer streams once.
     """
 
     def __init__(
@@ -138,6 +141,8 @@ class Streamer:
         *,
         scheme: Scheme | None = None,
         cfg_scale: float | None = None,
+        startup_micro_steps: int | None = None,
+        startup_cfg_scale: float | None = None,
         seed: int = 0,
         schedule: Sequence[tuple[float, str]] = (),
         input_video: str | Path | InputVideo | None = None,
@@ -154,8 +159,19 @@ class Streamer:
         if self.scheme.chunk_frames not in trained:
             log.warning("chunk size c=%d is not among the trained ones %s", self.scheme.chunk_frames, trained)
         self.cfg_scale = cfg.rollout.cfg_scale if cfg_scale is None else float(cfg_scale)
-        if self.cfg_scale < 0:
-            raise ConfigError(f"cfg scale {self.cfg_scale} is negative. Fix: use 1 (off) or a value > 1")
+        startup_cfg_scale = (
+            startup_cfg_scale if startup_cfg_scale is not None else cfg.rollout.startup_cfg_scale
+        )
+        self.startup_cfg_scale = self.cfg_scale if startup_cfg_scale is None else float(startup_cfg_scale)
+        for name, scale in (("cfg scale", self.cfg_scale), ("start-up cfg scale", self.startup_cfg_scale)):
+            if scale < 0:
+                raise ConfigError(f"{name} {scale} is negative. Fix: use 1 (off) or a value > 1")
+        startup = startup_micro_steps
+        if startup is None:
+            startup = cfg.rollout.startup_micro_steps or self.scheme.micro_steps
+        if startup < 1:
+            raise ConfigError(f"start-up micro-steps {startup} < 1. Fix: use a whole number >= 1, e.g. 16")
+        self.startup_micro_steps = int(startup)
         if not 0.0 < strength <= 1.0:
             raise ConfigError(f"strength {strength} is not in (0, 1]. Fix: e.g. 0.7 (1 ignores the input)")
         if isinstance(input_video, str | Path):
@@ -167,9 +183,9 @@ class Streamer:
         self.strength, self.seed, self.fps = strength, seed, cfg.data.fps
         self.schedule = sorted((float(at), str(text)) for at, text in schedule)
         self.latent_shape = (*cfg.latent_grid[1:], cfg.model.latent_channels)  # (h, w, C)
-        self.rollout = self.model.rollout(self.scheme)
+        self.rollout = self.model.rollout(self.scheme, self.startup_micro_steps)
         self._replicated = NamedSharding(self.model.mesh, PartitionSpec())
-        self._null = self._encode("") if self.guided else None
+        self._null = self._encode("") if self.guided or self.startup_cfg_scale != 1.0 else None
         self.steps = 0  # stream steps dispatched (one per emitted chunk)
         self._started = False
         self.prompt_log: list[tuple[int, str]] = []  # (first step, prompt) of every prompt used
@@ -184,6 +200,12 @@ class Streamer:
         """Model evaluations per emitted chunk: s, twice that with classifier-free guidance."""
         return self.scheme.micro_steps * (2 if self.guided else 1)
 
+    @property
+    def startup_forward_passes(self) -> int:
+        """Model evaluations of the first buffer: N·s' (twice with guidance), once per stream."""
+        rounds = self.scheme.chunks if self.scheme.reference else self.scheme.chunks - 1
+        return rounds * self.startup_micro_steps * (2 if self.startup_cfg_scale != 1.0 else 1)
+
     def _encode(self, prompt: str) -> tuple[jax.Array, jax.Array]:
         tokens, mask = self.model.text_encoder([prompt])
         return self._put(jnp.asarray(tokens, jnp.float32)), self._put(jnp.asarray(mask, bool))
@@ -191,14 +213,15 @@ class Streamer:
     def _put(self, x) -> jax.Array:
         return jax.device_put(x, self._replicated)
 
+    def _conditioning(self, text: jax.Array, mask: jax.Array, scale: float) -> Conditioning:
+        if scale == 1.0:
+            return Conditioning(text, mask)
+        return Conditioning(text, mask, *self._null, self._put(jnp.asarray(scale, jnp.float32)))
+
     def set_prompt(self, prompt: str) -> None:
         """Conditions every step dispatched from now on on ``prompt`` (no recompilation)."""
-        text, mask = self._encode(prompt)
-        if self.guided:
-            scale = self._put(jnp.asarray(self.cfg_scale, jnp.float32))
-            self._cond = Conditioning(text, mask, *self._null, scale)
-        else:
-            self._cond = Conditioning(text, mask)
+        self._text = self._encode(prompt)
+        self._cond = self._conditioning(*self._text, self.cfg_scale)
         if not self.prompt_log or prompt != self.prompt:
             self.prompt_log.append((self.steps, prompt))
         self.prompt = prompt
@@ -249,7 +272,8 @@ class Streamer:
             self._input_latents = self.scheme.frames  # latent frames of the input read so far
         strength = 1.0 if self.input is None else self.strength
         key = self._put(jax.random.key(self.seed))
-        return self.rollout.start(self.model.params, self._cond, key, self.latent_shape, initial, strength)
+        cond = self._conditioning(*self._text, self.startup_cfg_scale)
+        return self.rollout.start(self.model.params, cond, key, self.latent_shape, initial, strength)
 
     def _next_input(self, previous: jax.Array | None) -> jax.Array | None:
         """The input's next clean latent chunk; after the input ends, its last chunk again until every

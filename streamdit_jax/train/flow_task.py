@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import grain
@@ -43,7 +44,8 @@ class FlowTask(LatentBatches):
     """Trains ``StreamDiT(cfg.model)`` on ``cfg.data`` under the buffer's partition mixture.
 
     The held-out evaluation uses one fixed noise draw, so its numbers are comparable across steps: the
-    buffered loss and the loss with every frame at each of ``flow.EVAL_LEVELS``.
+    buffered loss and the loss with every frame at each of ``flow.EVAL_LEVELS``. Its buffered loss draws
+    uniform levels whatever ``buffer.level_density``, so runs with different densities compare too.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class FlowTask(LatentBatches):
         self.cfg = cfg
         self.model_config = cfg.model
         self.mixture = Mixture.from_config(cfg.buffer)
+        self.eval_mixture = Mixture.from_config(dataclasses.replace(cfg.buffer, level_density="uniform"))
         # Any source with ExampleSource's train_batches/eval_batches (the benchmarks pass synthetic ones).
         self.examples = examples or ExampleSource(cfg, vae, text_encoder)
         self.tokens_per_example = math.prod(cfg.token_grid)
@@ -73,6 +76,6 @@ class FlowTask(LatentBatches):
     def evaluate(self, model: StreamDiT, batch: dict) -> dict[str, jax.Array]:
         key = jax.random.key(0)  # the same noise at every evaluation
         velocity = self._velocity(model, batch)
-        loss, _ = buffered_loss(velocity, batch["latents"], key, self.mixture)
+        loss, _ = buffered_loss(velocity, batch["latents"], key, self.eval_mixture)
         levels = loss_by_level(velocity, batch["latents"], jax.random.fold_in(key, 1), self.mixture.reference)
         return {"loss": loss, **levels}
