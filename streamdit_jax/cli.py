@@ -394,6 +394,52 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
             print(f"wrote {Path(target).resolve()}")
 
 
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_serve(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """The live studio: restores the checkpoint, compiles its stream, then serves the page."""
+    import dataclasses
+
+    import jax
+    from aiohttp import web
+
+    from streamdit_jax.studio import Studio, StudioOptions
+
+    if args.checkpoint is None:
+        demo_student = Path("runs/demo/student")
+        if not demo_student.is_dir():
+            raise ConfigError(
+                "no --checkpoint, and runs/demo/student does not exist. Fix: make one with `streamdit demo "
+                "--workdir runs/demo` (30 minutes on a 2-core CPU), or pass --checkpoint DIR"
+            )
+        args.checkpoint = str(demo_student)
+    options = StudioOptions(args.max_sessions, args.max_upload_mb, checkpoint=Path(args.checkpoint).name)
+    if not _loopback(args.host):
+        print(
+            f"WARNING: --host {args.host} serves the studio to the network: anyone who can reach this "
+            f"machine can use its {jax.devices()[0].platform.upper()} through it, with no login.",
+            file=sys.stderr,
+        )
+    cfg, scheme = _stream_config(args, overrides)
+    model = _stream_model(args, cfg)
+    print(f"compiling the stream of {args.checkpoint}, scheme {dataclasses.astuple(scheme)} ...", flush=True)
+    seconds = model.warm_up(scheme, cfg_scales=(cfg.rollout.cfg_scale,))
+    print(f"compiled in {seconds:.1f} s", flush=True)
+    studio = Studio(model, options)
+    print(
+        f"streamdit studio: http://{args.host}:{args.port}/ ({args.max_sessions} sessions at most)",
+        flush=True,
+    )
+    web.run_app(studio.app, host=args.host, port=args.port, print=None)
+
+
 def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Streams the held-out prompt schedules (or --prompts) from a checkpoint and scores them."""
     from streamdit_jax.eval.run import heldout_prompts, prompts_from_schedule, run_eval
@@ -559,6 +605,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: CHECKPOINT/eval)")
     p.add_argument("--videos", action="store_true", help="also write every stream to OUT/streams/NAME.mp4")
     p.set_defaults(fn=cmd_eval)
+
+    p = sub.add_parser("serve", help="the live studio: stream a checkpoint in the browser, steer it live")
+    p.add_argument("--checkpoint", help="a train or distill work dir (default: runs/demo/student)")
+    p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: the whole network)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-sessions", type=int, default=2, help="streams at once; later tabs wait in a queue")
+    p.add_argument("--max-upload-mb", type=float, default=32.0, help="largest clip for video-to-video")
+    p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
+    p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
+    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    p.set_defaults(fn=cmd_serve, scheme=None)
 
     p = sub.add_parser("distill", help="segment-wise distillation: one unguided step per emitted chunk")
     _add_config_args(p)

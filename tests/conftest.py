@@ -109,6 +109,28 @@ def tiny_vae(shelf) -> Path:
 
 
 @pytest.fixture
+def random_tiny_model(shelf, minilm, tiny_vae):
+    """A StreamModel of tiny with every parameter random (no zero-initialised head), the shelf's
+    untrained VAE and MiniLM (one per process)."""
+
+    def make():
+        import jax
+        from helpers import randomize
+
+        from streamdit_jax.autoencoder import restore_vae
+        from streamdit_jax.config import load
+        from streamdit_jax.model import init_params, single_device_mesh
+        from streamdit_jax.stream import StreamModel
+
+        cfg = load("tiny", num_devices=1)
+        graphdef, params = init_params(cfg.model, jax.random.key(0))
+        params = randomize(params, scale=0.05)
+        return StreamModel(cfg, graphdef, params, restore_vae(tiny_vae), minilm, single_device_mesh())
+
+    return shelf.memo("random_tiny_stream_model", make)
+
+
+@pytest.fixture
 def tiny_latents(shelf, tiny_vae, minilm) -> Path:
     """LATENT_SCENES shapes training scenes encoded by ``tiny_vae`` (``data.source=latents`` shards)."""
 

@@ -25,3 +25,21 @@ def restore_vae(directory: str | Path, step: int | None = None, ema: bool = True
     restore_tree(directory, step, abstract, jax.tree.map(lambda _: local, abstract), ema)
     state = jax.tree.map(lambda x: jax.device_put(np.asarray(x)), abstract)
     return nnx.merge(graphdef, state)
+
+
+def restore_matching_vae(directory: str | Path, expected: AutoencoderConfig) -> VideoVAE:
+    """:func:`restore_vae` of a checkpoint that must hold the autoencoder ``expected`` (its dtype may
+    differ): otherwise a ConfigError that names both."""
+    import dataclasses
+
+    from streamdit_jax.config import ConfigError
+
+    if not Path(directory).exists():
+        raise FileNotFoundError(f"config field 'data.vae': {directory} does not exist. Fix: pass --vae DIR")
+    vae = restore_vae(directory)
+    if dataclasses.replace(vae.cfg, dtype=expected.dtype) != expected:
+        raise ConfigError(
+            f"config field 'data.vae': the VAE in {directory} is {vae.cfg}, the preset asks for "
+            f"{expected}. Fix: pass the VAE trained for this preset (streamdit train-vae)"
+        )
+    return vae

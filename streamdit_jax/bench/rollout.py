@@ -56,9 +56,9 @@ def _chunks(streamer: Streamer, mode: str):
 
 def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, cfg_scale: float) -> float:
     start = time.perf_counter()
-    streamer = Streamer(model, PROMPT, scheme=scheme, cfg_scale=cfg_scale)
-    next(_chunks(streamer, mode))
-    return time.perf_counter() - start
+    with Streamer(model, PROMPT, scheme=scheme, cfg_scale=cfg_scale) as streamer:
+        next(_chunks(streamer, mode))
+        return time.perf_counter() - start
 
 
 def bench_rollout(

@@ -258,18 +258,10 @@ def on_the_fly_encoders(cfg: Config) -> tuple[VideoVAE | None, TextEncoder | Non
 def preset_vae(cfg: Config) -> VideoVAE:
     """The VAE of ``data.vae``, checked against the preset; when empty, an untrained one (with measured
     latent statistics, so that latents have unit scale) and a warning."""
-    import dataclasses
-
-    from streamdit_jax.autoencoder import restore_vae
+    from streamdit_jax.autoencoder import restore_matching_vae
 
     if cfg.data.vae:
-        vae = restore_vae(_existing(cfg.data.vae, "data.vae"))
-        if dataclasses.replace(vae.cfg, dtype=cfg.autoencoder.dtype) != cfg.autoencoder:
-            raise ConfigError(
-                f"config field 'data.vae': the VAE in {cfg.data.vae} is {vae.cfg}, the preset asks for "
-                f"{cfg.autoencoder}. Fix: pass the VAE trained for this preset (streamdit train-vae)"
-            )
-        return vae
+        return restore_matching_vae(cfg.data.vae, cfg.autoencoder)
     from streamdit_jax.autoencoder.training import VAETask
 
     log.warning(

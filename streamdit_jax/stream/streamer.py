@@ -1,137 +1,89 @@
-"""Streamer: an endless iterator over decoded video frames, with live prompt changes and video-to-video.
+"""Streamer: one stream of decoded video, driven by commands (prompt, pause, seed, CFG, strength, stop).
 
-The DiT runs one jitted :class:`Rollout` step per emitted chunk; a second thread runs the VAE's streaming
-decoder on the emitted chunks, so the DiT step for chunk k + 1 is dispatched before chunk k's frames are
-fetched. Nothing grows with the stream: the rollout's state is donated from step to step, the decoder
-carries fixed-size caches, and at most ``LOOKAHEAD`` chunks are in flight.
+The DiT runs one jitted :class:`Rollout` step per emitted chunk and the VAE's streaming decoder turns the
+chunk into frames. A stream has one owner thread (started by :meth:`Streamer.open`, the context manager
+or the first :meth:`Streamer.next_chunk`): it applies the queued commands between steps, dispatches the
+steps, decodes (on a second thread, ``lookahead`` chunks behind the DiT) and hands out :class:`Chunk`
+records with their timestamps through a bounded queue. Any thread may send commands; nothing else
+touches the stream's state. Nothing grows with the stream: the rollout's state is donated from step to
+step, the decoder carries fixed-size caches and at most ``lookahead`` + 1 chunks wait.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import json
 import logging
-import math
+import queue
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
-from streamdit_jax import checkpoint as ckpt
-from streamdit_jax.autoencoder import VideoVAE
-from streamdit_jax.config import Config, ConfigError, MeshConfig
+from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.flow import Scheme
-from streamdit_jax.model import restore_params
-from streamdit_jax.sharding import make_mesh
-from streamdit_jax.stream.rollout import Conditioning, Rollout, StreamState
-from streamdit_jax.stream.video import InputVideo
-from streamdit_jax.text import TextEncoder
+from streamdit_jax.stream.model import StreamModel
+from streamdit_jax.stream.rollout import Conditioning, StreamState
+from streamdit_jax.stream.video import InputVideo, LiveInput
 
 log = logging.getLogger(__name__)
-LOOKAHEAD = 2  # chunks dispatched ahead of the one being handed out
+LOOKAHEAD = 2  # chunks dispatched ahead of the one being handed out (throughput); 0 for live latency
+_END = object()  # the owner thread's last item
 
 
-@dataclasses.dataclass
-class StreamModel:
-    """Everything a stream needs: the run's config, the transformer on its mesh, the VAE, the text encoder."""
+@dataclasses.dataclass(frozen=True)
+class Chunk:
+    """One emitted chunk of frames and when it was made (``time.perf_counter()`` seconds)."""
 
-    cfg: Config
-    graphdef: nnx.GraphDef
-    params: nnx.State
-    vae: VideoVAE
-    text_encoder: TextEncoder
-    mesh: Mesh
-    _rollouts: dict = dataclasses.field(default_factory=dict, repr=False)
+    frames: np.ndarray  # uint8 [n, H, W, 3]
+    index: int  # chunks handed out by this Streamer before this one (across restarts)
+    run: int  # restarts before this chunk's run
+    step: int  # the run's stream step that emitted it (-1: the start-up's K reference frames)
+    first_frame: int  # the run's frame index of frames[0]
+    prompt_id: int  # the entry of ``Streamer.prompts`` that conditioned it
+    dispatched: float  # its DiT step was dispatched
+    ready: float  # its frames were on the host
 
-    def rollout(self, scheme: Scheme, startup_micro_steps: int | None = None) -> Rollout:
-        """The jitted rollout of ``scheme`` (with that start-up), shared by every Streamer of this model
-        (compiled once)."""
-        key = (scheme, startup_micro_steps or scheme.micro_steps)
-        if key not in self._rollouts:
-            self._rollouts[key] = Rollout(self.graphdef, scheme, self.mesh, self.cfg.mesh.rules, key[1])
-        return self._rollouts[key]
 
-    @staticmethod
-    def load_config(checkpoint: str | Path, config: Config | None = None, step: int | None = None) -> Config:
-        """The config to stream a checkpoint with: ``config``, else the run config saved with it; checked
-        against the checkpoint's transformer. Reads only JSON: cheap, and nothing is compiled."""
-        step = ckpt.latest_step(checkpoint) if step is None else step
-        config = config or ckpt.restore_run_config(checkpoint, step)
-        if config is None:
-            raise ConfigError(
-                f"{checkpoint} holds no run config (it was not written by `streamdit train`). Fix: pass "
-                "the preset it belongs to, e.g. --config small"
-            )
-        saved = ckpt.restore_config(checkpoint, step)
-        if not isinstance(saved, type(config.model)):
-            raise ConfigError(f"{checkpoint} holds a {type(saved).__name__} checkpoint, not a transformer's")
-        shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
-        if dataclasses.replace(saved, **shape_free) != config.model:
-            raise ConfigError(
-                f"config field 'model': the transformer in {checkpoint} is {saved}, the config asks for "
-                f"{config.model}. Fix: use the preset the checkpoint was trained with"
-            )
-        return config
+@dataclasses.dataclass(frozen=True)
+class PromptChange:
+    """A prompt the stream took, from which step of which run, and when it was asked for."""
 
-    @classmethod
-    def restore(
-        cls,
-        checkpoint: str | Path,
-        config: Config | None = None,
-        vae: str | Path | None = None,
-        mesh_shape: Sequence[int] = (1, 1, 1, 1),
-        ema: bool = True,
-        step: int | None = None,
-    ) -> StreamModel:
-        """A training or distillation checkpoint's weights (EMA by default) on a mesh of the first
-        ``prod(mesh_shape)`` devices, whatever mesh trained it. ``config`` defaults to the run config
-        saved with the checkpoint (needed for checkpoints without one, e.g. ``convert``'s); ``vae``
-        defaults to that config's ``data.vae``."""
-        from streamdit_jax.data.training import preset_vae
-        from streamdit_jax.text import build_encoder
-
-        step = ckpt.latest_step(checkpoint) if step is None else step
-        config = cls.load_config(checkpoint, config, step)
-        if vae is not None:
-            config = dataclasses.replace(config, data=dataclasses.replace(config.data, vae=str(vae)))
-        size = math.prod(mesh_shape)
-        if len(mesh_shape) != 4 or mesh_shape[0] * mesh_shape[1] != 1:
-            raise ConfigError(
-                f"mesh {tuple(mesh_shape)}: a stream is one video (batch 1), so the data and fsdp axes must "
-                "be 1. Fix: put devices on the context and model axes, e.g. --mesh 1,1,2,4"
-            )
-        if size > jax.device_count():
-            raise ConfigError(
-                f"mesh {tuple(mesh_shape)} needs {size} devices, {jax.device_count()} are present. Fix: "
-                "choose a smaller --mesh"
-            )
-        mesh = make_mesh(MeshConfig(shape=tuple(mesh_shape), rules=config.mesh.rules), jax.devices()[:size])
-        shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
-        _, graphdef, params = restore_params(
-            checkpoint, mesh, config.mesh.rules, step, model_overrides=shape_free, ema=ema
-        )
-        return cls(config, graphdef, params, preset_vae(config), build_encoder(config.text), mesh)
+    id: int
+    text: str
+    run: int
+    step: int
+    received: float  # ``time.perf_counter()`` when the command arrived
 
 
 class Streamer:
-    """An endless iterator over decoded frames (uint8 [H, W, 3]) of one stream.
+    """One stream of decoded frames (uint8 [H, W, 3]) of a :class:`StreamModel` or checkpoint directory.
 
-    ``model`` is a :class:`StreamModel` or a checkpoint directory. ``scheme`` defaults to the config's
-    rollout (K, N, c, s); ``cfg_scale`` to ``rollout.cfg_scale`` (1 = no guidance, one forward pass per
-    micro-step; otherwise two, as one doubled batch). ``startup_micro_steps`` and ``startup_cfg_scale``
-    (default: ``rollout``'s, else s and ``cfg_scale``) set the first buffer's denoise. ``schedule`` is a
-    list of (seconds, prompt): a prompt takes over at the step that emits the frame at that time.
-    ``set_prompt`` changes the prompt live, from the next step dispatched. With ``input_video`` the
-    stream is video-to-video (SDEdit): the input is encoded as it is read, and every chunk enters the
-    buffer noised to ``strength``; the stream ends with the input. ``config``, ``vae``, ``mesh_shape``
-    and ``ema`` go to :meth:`StreamModel.restore` when ``model`` is a checkpoint directory; every argument
-    is checked before the model is restored or anything is compiled. A Streamer streams once.
+    ``scheme`` defaults to the config's rollout (K, N, c, s); ``cfg_scale`` to ``rollout.cfg_scale`` (1 =
+    no guidance, one forward pass per micro-step; otherwise two, as one doubled batch).
+    ``startup_micro_steps`` and ``startup_cfg_scale`` (default: ``rollout``'s, else s and ``cfg_scale``)
+    set the first buffer's denoise. ``schedule`` is a list of (seconds, prompt): an entry takes over at
+    the step that emits the frame at its time, and a live :meth:`set_prompt` holds until the next entry.
+    With ``input_video`` (a file or :class:`InputVideo`, or a :class:`LiveInput`) the stream is
+    video-to-video (SDEdit): the input is encoded as it is read and every chunk enters the buffer noised
+    to ``strength``; the stream ends with the input (with ``keep_alive``, it goes on as text-to-video).
+
+    Consumers: iterate frames (``for frame in streamer``), decoded chunks (:meth:`chunks`), chunk records
+    (:meth:`next_chunk`), or drive :meth:`latent_chunks` on their own thread. ``lookahead`` sets how many
+    chunks the DiT runs ahead of the decoder; with ``paced`` the owner dispatches a step only when a
+    consumer asked for it (:meth:`request`), so that live commands reach the earliest chunk. ``close()``
+    (or leaving the ``with`` block) stops the owner thread and frees the stream's device arrays.
+    ``config``, ``vae``, ``mesh_shape`` and ``ema`` go to :meth:`StreamModel.restore` when ``model`` is a
+    checkpoint directory; every argument is checked before the model is restored or anything compiled.
     """
 
     def __init__(
@@ -145,51 +97,74 @@ class Streamer:
         startup_cfg_scale: float | None = None,
         seed: int = 0,
         schedule: Sequence[tuple[float, str]] = (),
-        input_video: str | Path | InputVideo | None = None,
+        input_video: str | Path | InputVideo | LiveInput | None = None,
         strength: float = 0.7,
         config: Config | None = None,
         vae: str | Path | None = None,
         mesh_shape: Sequence[int] = (1, 1, 1, 1),
         ema: bool = True,
+        lookahead: int = LOOKAHEAD,
+        paced: bool = False,
+        keep_alive: bool = False,
     ):
         cfg = model.cfg if isinstance(model, StreamModel) else StreamModel.load_config(model, config)
-        self.scheme = scheme or Scheme(*cfg.scheme)
-        self.scheme.check_buffer(cfg.buffer.frames)
-        trained = (*cfg.buffer.chunk_sizes, cfg.buffer.denoised_frames)
-        if self.scheme.chunk_frames not in trained:
-            log.warning("chunk size c=%d is not among the trained ones %s", self.scheme.chunk_frames, trained)
-        self.cfg_scale = cfg.rollout.cfg_scale if cfg_scale is None else float(cfg_scale)
-        startup_cfg_scale = (
-            startup_cfg_scale if startup_cfg_scale is not None else cfg.rollout.startup_cfg_scale
+        self.cfg = cfg
+        self.scheme = self._checked_scheme(scheme or Scheme(*cfg.scheme))
+        self.cfg_scale = _checked_scale(cfg.rollout.cfg_scale if cfg_scale is None else cfg_scale)
+        if startup_cfg_scale is None:
+            startup_cfg_scale = cfg.rollout.startup_cfg_scale
+        self.startup_cfg_scale = _checked_scale(
+            self.cfg_scale if startup_cfg_scale is None else startup_cfg_scale, "start-up cfg scale"
         )
-        self.startup_cfg_scale = self.cfg_scale if startup_cfg_scale is None else float(startup_cfg_scale)
-        for name, scale in (("cfg scale", self.cfg_scale), ("start-up cfg scale", self.startup_cfg_scale)):
-            if scale < 0:
-                raise ConfigError(f"{name} {scale} is negative. Fix: use 1 (off) or a value > 1")
         startup = startup_micro_steps
         if startup is None:
             startup = cfg.rollout.startup_micro_steps or self.scheme.micro_steps
         if startup < 1:
             raise ConfigError(f"start-up micro-steps {startup} < 1. Fix: use a whole number >= 1, e.g. 16")
         self.startup_micro_steps = int(startup)
-        if not 0.0 < strength <= 1.0:
-            raise ConfigError(f"strength {strength} is not in (0, 1]. Fix: e.g. 0.7 (1 ignores the input)")
+        self.strength = _checked_strength(strength)
+        if lookahead < 0 or (paced and lookahead):
+            raise ConfigError(
+                f"lookahead {lookahead} (paced={paced}): need >= 0, and 0 when paced. Fix: lookahead=0 for "
+                "a paced (live) stream, e.g. 2 otherwise"
+            )
         if isinstance(input_video, str | Path):
             input_video = InputVideo(input_video, cfg)
         self.input = input_video
         if not isinstance(model, StreamModel):
             model = StreamModel.restore(model, cfg, vae, mesh_shape, ema)
         self.model = model
-        self.strength, self.seed, self.fps = strength, seed, cfg.data.fps
+        self.seed, self.fps = int(seed), cfg.data.fps
+        self.lookahead, self.paced, self.keep_alive = lookahead, paced, keep_alive
         self.schedule = sorted((float(at), str(text)) for at, text in schedule)
         self.latent_shape = (*cfg.latent_grid[1:], cfg.model.latent_channels)  # (h, w, C)
         self.rollout = self.model.rollout(self.scheme, self.startup_micro_steps)
         self._replicated = NamedSharding(self.model.mesh, PartitionSpec())
-        self._null = self._encode("") if self.guided or self.startup_cfg_scale != 1.0 else None
-        self.steps = 0  # stream steps dispatched (one per emitted chunk)
+        self._null = None
+        self.steps = 0  # stream steps dispatched in this run (one per emitted chunk)
+        self.runs = 0  # restarts so far
+        self.paused = False
+        self.prompts: list[PromptChange] = []  # every prompt taken, in order
+        self.prompt_log: list[tuple[int, str]] = []  # (first step, prompt) of this run's prompts
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._out: queue.Queue = queue.Queue(maxsize=max(1, lookahead))
+        self._credits = threading.Semaphore(0)
+        self._stop = threading.Event()
+        self._restart = False
         self._started = False
-        self.prompt_log: list[tuple[int, str]] = []  # (first step, prompt) of every prompt used
-        self.set_prompt(prompt)
+        self._thread: threading.Thread | None = None
+        self._handed_out = 0
+        self._schedule_taken = 0
+        self._take_prompt(prompt, time.perf_counter())
+
+    # -- settings, checked on the caller's thread ---------------------------------------------------
+
+    def _checked_scheme(self, scheme: Scheme) -> Scheme:
+        scheme.check_buffer(self.cfg.buffer.frames)
+        trained = (*self.cfg.buffer.chunk_sizes, self.cfg.buffer.denoised_frames)
+        if scheme.chunk_frames not in trained:
+            log.warning("chunk size c=%d is not among the trained ones %s", scheme.chunk_frames, trained)
+        return scheme
 
     @property
     def guided(self) -> bool:
@@ -206,6 +181,86 @@ class Streamer:
         rounds = self.scheme.chunks if self.scheme.reference else self.scheme.chunks - 1
         return rounds * self.startup_micro_steps * (2 if self.startup_cfg_scale != 1.0 else 1)
 
+    @property
+    def prompt(self) -> str:
+        """The prompt of the step dispatched last (or next, before the stream starts)."""
+        return self.prompts[-1].text
+
+    # -- commands: from any thread, applied by the stream between steps --------------------------------
+
+    def set_prompt(self, prompt: str) -> None:
+        """Conditions every step dispatched after this command is applied on ``prompt`` (no recompilation);
+        it holds until the schedule's next entry."""
+        self._send("prompt", str(prompt))
+
+    def pause(self) -> None:
+        """Stops dispatching steps (after the chunks in flight) until :meth:`resume`."""
+        self._send("pause", True)
+
+    def resume(self) -> None:
+        self._send("pause", False)
+
+    def restart(self, seed: int | None = None) -> None:
+        """A new run from a new first buffer (seed: this one, or ``seed``); the prompt stays."""
+        self._send("restart", self.seed if seed is None else int(seed))
+
+    def set_cfg_scale(self, scale: float) -> None:
+        """Guidance of the following steps (the first switch between off and on compiles a program)."""
+        self._send("cfg", _checked_scale(scale))
+
+    def set_scheme(self, scheme: Scheme) -> None:
+        """Restarts with ``scheme`` (e.g. other micro-steps); its rollout compiles once per model."""
+        self._send("scheme", self._checked_scheme(scheme))
+
+    def set_strength(self, strength: float) -> None:
+        """Video-to-video strength; the stream restarts (a file input from its beginning)."""
+        self._send("strength", _checked_strength(strength))
+
+    def set_input(self, video: InputVideo | LiveInput | None, strength: float | None = None) -> None:
+        """Restarts as video-to-video of ``video`` (None: text-to-video)."""
+        self._send("input", (video, None if strength is None else _checked_strength(strength)))
+
+    def request(self, chunks: int = 1) -> None:
+        """With ``paced``: allows the owner to dispatch ``chunks`` more steps."""
+        for _ in range(chunks):
+            self._credits.release()
+
+    def _send(self, name: str, value: Any) -> None:
+        if self._stop.is_set():
+            raise RuntimeError("this Streamer is closed")
+        self._commands.put((name, value, time.perf_counter()))
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                name, value, received = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if name == "prompt":
+                self._take_prompt(value, received)
+            elif name == "pause":
+                self.paused = value
+            elif name == "cfg":
+                self.cfg_scale = value
+                self._cond = self._conditioning(*self._text, value)
+            elif name == "restart":
+                self.seed, self._restart = value, True
+            elif name == "scheme":
+                self.scheme, self._restart = value, True
+                self.rollout = self.model.rollout(value, self.startup_micro_steps)
+            elif name == "strength":
+                self.strength, self._restart = value, True
+            elif name == "input":
+                self.input, self._restart = value[0], True
+                self.strength = self.strength if value[1] is None else value[1]
+
+    def _take_prompt(self, prompt: str, received: float) -> None:
+        self._text = self._encode(prompt)
+        self._cond = self._conditioning(*self._text, self.cfg_scale)
+        if not self.prompts or prompt != self.prompt:
+            self.prompts.append(PromptChange(len(self.prompts), prompt, self.runs, self.steps, received))
+            self.prompt_log.append((self.steps, prompt))
+
     def _encode(self, prompt: str) -> tuple[jax.Array, jax.Array]:
         tokens, mask = self.model.text_encoder([prompt])
         return self._put(jnp.asarray(tokens, jnp.float32)), self._put(jnp.asarray(mask, bool))
@@ -216,15 +271,9 @@ class Streamer:
     def _conditioning(self, text: jax.Array, mask: jax.Array, scale: float) -> Conditioning:
         if scale == 1.0:
             return Conditioning(text, mask)
+        if self._null is None:
+            self._null = self._encode("")
         return Conditioning(text, mask, *self._null, self._put(jnp.asarray(scale, jnp.float32)))
-
-    def set_prompt(self, prompt: str) -> None:
-        """Conditions every step dispatched from now on on ``prompt`` (no recompilation)."""
-        self._text = self._encode(prompt)
-        self._cond = self._conditioning(*self._text, self.cfg_scale)
-        if not self.prompt_log or prompt != self.prompt:
-            self.prompt_log.append((self.steps, prompt))
-        self.prompt = prompt
 
     # -- the stream ---------------------------------------------------------------------------------
 
@@ -235,28 +284,52 @@ class Streamer:
         return 0 if latents == 0 else 1 + self.model.vae.cfg.temporal_compression * (latents - 1)
 
     def latent_chunks(self) -> Iterator[jax.Array]:
-        """The stream's clean latent chunks [1, n, h, w, C]: with K > 0 first the K reference frames of
-        the start-up, then one chunk of c frames per step. Lazily dispatched, never fetched."""
+        """The run's clean latent chunks [1, n, h, w, C]: with K > 0 first the K reference frames of the
+        start-up, then one chunk of c frames per step. Lazily dispatched, never fetched; commands are
+        applied between steps on the thread that iterates. Ends when the input ends, at a restart or
+        when the Streamer closes."""
         state = self.start()
         k = self.scheme.reference
         if k:
+            self._chunk_step = -1
             yield state.latents[:, :k]
         incoming: jax.Array | None = None
         while True:
-            self._follow_schedule()
+            if not self._next_step_allowed():
+                return
             if self.input is not None:
                 incoming = self._next_input(incoming)
                 if incoming is None:
                     return
+            self._dispatched, self._chunk_step = time.perf_counter(), self.steps
             state, chunk = self.rollout.step(self.model.params, state, self._cond, incoming)
             self.steps += 1
             yield chunk
 
+    def _next_step_allowed(self) -> bool:
+        """Waits for demand (``paced``) and for resume, applying commands; False to end the run."""
+        while True:
+            if self.paced and not self._stop.is_set():
+                while not self._credits.acquire(timeout=0.05) and not self._stop.is_set():
+                    pass
+            self._apply_commands()
+            self._follow_schedule()
+            if self._stop.is_set() or self._restart:
+                if self.paced:
+                    self._credits.release()  # the demand carries over to the next run
+                return False
+            if not self.paused:
+                return True
+            if self.paced:
+                self._credits.release()  # the demand stays for after the pause
+            time.sleep(0.02)
+
     def start(self) -> StreamState:
-        """The first steady-state buffer (``latent_chunks`` begins with this)."""
+        """The first steady-state buffer of a run (``latent_chunks`` begins with this)."""
         if self._started:
-            raise RuntimeError("this Streamer has streamed already; make a new one for another stream")
+            raise RuntimeError("this run has started already; call restart() (or make a new Streamer)")
         self._started = True
+        self._apply_commands()
         self._follow_schedule()
         initial = None
         if self.input is not None:
@@ -273,6 +346,7 @@ class Streamer:
         strength = 1.0 if self.input is None else self.strength
         key = self._put(jax.random.key(self.seed))
         cond = self._conditioning(*self._text, self.startup_cfg_scale)
+        self._dispatched = time.perf_counter()
         return self.rollout.start(self.model.params, cond, key, self.latent_shape, initial, strength)
 
     def _next_input(self, previous: jax.Array | None) -> jax.Array | None:
@@ -290,31 +364,174 @@ class Streamer:
         return previous
 
     def _follow_schedule(self) -> None:
-        time = self.frames_before(self.steps) / self.fps
-        due = [text for at, text in self.schedule if at <= time]
-        if due and due[-1] != self.prompt:
-            self.set_prompt(due[-1])
+        """Takes the schedule's entries as they fall due; each one once, so a live prompt holds until
+        the next."""
+        time_s = self.frames_before(self.steps) / self.fps
+        due = bisect.bisect_right([at for at, _ in self.schedule], time_s)
+        if due > self._schedule_taken:
+            self._schedule_taken = due
+            self._take_prompt(self.schedule[due - 1][1], time.perf_counter())
+
+    def _new_run(self) -> None:
+        self.runs += 1
+        self.steps, self._started, self._restart, self._schedule_taken = 0, False, False, 0
+        self.prompt_log = [(0, self.prompt)]
+        if self.input is not None and self.input.frames_read:
+            self.input = self.input.reopen()  # a file from its beginning; a live input goes on
+
+    # -- the owner thread -------------------------------------------------------------------------------
+
+    def open(self) -> Streamer:
+        """Starts the owner thread (once)."""
+        if self._thread is None:
+            if self._stop.is_set():
+                raise RuntimeError("this Streamer is closed")
+            self._thread = threading.Thread(target=self._own, name="streamdit-stream", daemon=True)
+            self._thread.start()
+        return self
+
+    def _own(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._run_once()
+                if self._stop.is_set():
+                    break
+                if not self._restart:  # the input ended
+                    if not (self.keep_alive and self.input is not None):
+                        break
+                    self.input = None
+                self._new_run()
+        except BaseException as e:  # handed to the consumer, raised there
+            self._emit(e)
+        finally:
+            self._emit(_END)
+
+    def _run_once(self) -> None:
+        decoder = self.model.vae.streaming_decoder()
+        first_frame = 0
+
+        def decode(latents: jax.Array) -> np.ndarray:
+            return np.asarray(_to_uint8(decoder.step(latents)))
+
+        def hand_out(meta: dict, frames: np.ndarray) -> None:
+            nonlocal first_frame
+            ready = time.perf_counter()
+            chunk = Chunk(frames, self._handed_out, first_frame=first_frame, ready=ready, **meta)
+            first_frame += len(frames)
+            self._handed_out += 1
+            self._emit(chunk)
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode") if self.lookahead else None
+        pending: collections.deque = collections.deque()
+        try:
+            for latents in self.latent_chunks():
+                meta = dict(run=self.runs, step=self._chunk_step, prompt_id=self.prompts[-1].id,
+                            dispatched=self._dispatched)  # fmt: skip
+                if pool is None:
+                    hand_out(meta, decode(latents))
+                    continue
+                pending.append((meta, pool.submit(decode, latents)))
+                while len(pending) > self.lookahead:
+                    hand_out(*_result(pending.popleft()))
+            while pending and not self._stop.is_set():
+                hand_out(*_result(pending.popleft()))
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _emit(self, item: Any) -> None:
+        while True:
+            try:
+                self._out.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                if self._stop.is_set() and item is not _END:
+                    return
+                if self._stop.is_set():  # make room for the end marker
+                    self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._out.get_nowait()
+            except queue.Empty:
+                return
+
+    def next_chunk(self, timeout: float | None = None) -> Chunk | None:
+        """The next chunk (starting the owner thread if needed); None when the stream has ended, or when
+        ``timeout`` seconds passed without one. A ``paced`` stream makes only the chunks asked for with
+        :meth:`request`."""
+        self.open()
+        try:
+            item = self._out.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if item is _END:
+            self._out.put(_END)  # later calls see the end too
+            return None
+        if isinstance(item, BaseException):
+            self._out.put(_END)
+            raise item
+        return item
+
+    @property
+    def waiting(self) -> int:
+        """Decoded chunks waiting to be handed out."""
+        return self._out.qsize()
 
     def chunks(self) -> Iterator[np.ndarray]:
-        """Decoded chunks, uint8 [n, H, W, 3]. The VAE decodes on its own thread; the DiT is kept
-        ``LOOKAHEAD`` chunks ahead of the chunk handed out."""
-        decoder = self.model.vae.streaming_decoder()
-
-        def decode(chunk):
-            return np.asarray(_to_uint8(decoder.step(chunk)))
-
-        with ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode") as pool:
-            pending: collections.deque = collections.deque()
-            for chunk in self.latent_chunks():
-                pending.append(pool.submit(decode, chunk))
-                if len(pending) > LOOKAHEAD:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+        """Decoded chunks, uint8 [n, H, W, 3], until the stream ends; closing the iterator closes the
+        stream."""
+        try:
+            while (chunk := self.next_chunk()) is not None:
+                yield chunk.frames
+        finally:
+            self.close()
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for chunk in self.chunks():
             yield from chunk
+
+    def close(self) -> None:
+        """Stops the owner thread after its current step and releases the stream's device arrays."""
+        self._stop.set()
+        self._credits.release()
+        if isinstance(self.input, LiveInput):
+            self.input.close()  # wakes a step waiting for live frames
+        if self._thread is not None and self._thread is not threading.current_thread():
+            while self._thread.is_alive():
+                self._drain()
+                self._thread.join(timeout=0.05)
+        self._drain()
+        self._out.put(_END)
+        self._text = self._cond = self._null = self._encoder = None
+        if self.input is not None:
+            self.input.close()
+
+    def __enter__(self) -> Streamer:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _result(item: tuple[dict, Any]) -> tuple[dict, np.ndarray]:
+    meta, future = item
+    return meta, future.result()
+
+
+def _checked_scale(scale: float, name: str = "cfg scale") -> float:
+    scale = float(scale)
+    if not np.isfinite(scale) or scale < 0:
+        raise ConfigError(f"{name} {scale} is negative or not a number. Fix: 1 (off) or more, e.g. 3")
+    return scale
+
+
+def _checked_strength(strength: float) -> float:
+    strength = float(strength)
+    if not 0.0 < strength <= 1.0:
+        raise ConfigError(f"strength {strength} is not in (0, 1]. Fix: e.g. 0.7 (1 ignores the input)")
+    return strength
 
 
 @jax.jit

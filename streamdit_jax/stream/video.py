@@ -20,7 +20,7 @@ class InputVideo:
     def __init__(self, path: str | Path, cfg: Config):
         import imageio.v3 as iio
 
-        self.path = Path(path)
+        self.path, self.cfg = Path(path), cfg
         if not self.path.is_file():
             raise FileNotFoundError(f"input video {self.path} does not exist")
         try:
@@ -61,6 +61,72 @@ class InputVideo:
             ) from e
         self.frames_read += len(out)
         return np.stack(out) if out else np.zeros((0, 1, 1, 3), np.float32)
+
+    def reopen(self) -> InputVideo:
+        """The same video from its first frame."""
+        self.close()
+        return InputVideo(self.path, self.cfg)
+
+    def close(self) -> None:
+        self._frames.close()
+
+
+class LiveInput:
+    """Frames pushed as they come (a webcam), read by a stream with ``take``. ``push`` fits each frame to
+    ``cfg.data.resolution``; ``take(n)`` waits until n frames are there, or for ``patience`` seconds and
+    then repeats the newest frame (mid-grey before the first), so a slow camera slows nothing. At most
+    ``capacity`` frames wait (older ones are dropped)."""
+
+    path = "live input"
+
+    def __init__(self, cfg: Config, patience: float = 0.5, capacity: int = 64):
+        import collections
+        import threading
+
+        self.cfg, self.patience = cfg, patience
+        self._frames: collections.deque = collections.deque(maxlen=capacity)
+        self._ready = threading.Condition()
+        self._closed = False
+        self._last: np.ndarray | None = None
+        self.frames_read = self.frames_pushed = 0
+
+    def push(self, frame: np.ndarray) -> None:
+        """One RGB frame, uint8 [H, W, 3] of any size."""
+        fitted = fit_frame(np.asarray(frame), self.cfg.data.resolution)
+        with self._ready:
+            self._frames.append(fitted)
+            self.frames_pushed += 1
+            self._ready.notify_all()
+
+    def take(self, count: int) -> np.ndarray:
+        """``count`` frames [n, H, W, 3] float32 in [-1, 1]; none once closed."""
+        import time
+
+        deadline = time.monotonic() + self.patience
+        with self._ready:
+            while not self._closed and len(self._frames) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._ready.wait(timeout=left)
+            if self._closed:
+                return np.zeros((0, 1, 1, 3), np.float32)
+            out = [self._frames.popleft() for _ in range(min(count, len(self._frames)))]
+        if out:
+            self._last = out[-1]
+        elif self._last is None:  # no frame yet: mid-grey
+            self._last = np.zeros((*self.cfg.data.resolution, 3), np.float32)
+        out += [self._last] * (count - len(out))
+        self.frames_read += count
+        return np.stack(out)
+
+    def reopen(self) -> LiveInput:
+        return self
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
 
 
 class VideoSink:

@@ -7,6 +7,7 @@ config.json, model.safetensors and tokenizer.json); neither torch nor transforme
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import json
 from pathlib import Path
@@ -157,9 +158,11 @@ def package_folder() -> Path:
     return Path(spec.submodule_search_locations[0]) / "model"
 
 
-@nnx.jit
-def _encode(model: Bert, ids: jax.Array, mask: jax.Array) -> jax.Array:
-    return model(ids, mask)
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array, mask: jax.Array) -> jax.Array:
+    # Functional (split once, merged in the trace): the call leaves the module untouched, so threads
+    # may encode at the same time.
+    return nnx.merge(graphdef, state)(ids, mask)
 
 
 class MiniLM:
@@ -173,6 +176,7 @@ class MiniLM:
         if tokenizer.max_length > model.cfg.max_positions:
             raise ValueError(f"max_length={tokenizer.max_length} > {model.cfg.max_positions} BERT positions")
         self.model = model
+        self._graphdef, self._state = nnx.split(model)
         self.tokenizer = tokenizer
         self.width = model.cfg.width
         self.max_length = tokenizer.max_length
@@ -194,4 +198,4 @@ class MiniLM:
     def __call__(self, prompts: list[str]) -> tuple[jax.Array, jax.Array]:
         ids, mask = self.tokenizer(prompts)
         mask = jnp.asarray(mask)
-        return _encode(self.model, jnp.asarray(ids), mask), mask
+        return _encode(self._graphdef, self._state, jnp.asarray(ids), mask), mask

@@ -197,9 +197,10 @@ def convert_umt5(tensors: dict[str, np.ndarray], cfg: UMT5Config) -> UMT5Encoder
     return load_weights(abstract, tensors, umt5_mapping(cfg, embedding), {alias})
 
 
-@nnx.jit
-def _encode(model: UMT5Encoder, ids: jax.Array, mask: jax.Array) -> jax.Array:
-    return model(ids, mask)
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(graphdef: nnx.GraphDef, state: nnx.State, ids: jax.Array, mask: jax.Array) -> jax.Array:
+    # Functional (split once): the call leaves the module untouched, so threads may encode at once.
+    return nnx.merge(graphdef, state)(ids, mask)
 
 
 class UMT5:
@@ -211,6 +212,7 @@ class UMT5:
 
     def __init__(self, model: UMT5Encoder, tokenizer_file: Path, max_length: int):
         self.model = model
+        self._graphdef, self._state = nnx.split(model)
         self.tokenizer_file = tokenizer_file
         self.tokenizer = (
             PromptTokenizer(tokenizer_file, max_length, model.cfg.pad_id)
@@ -236,7 +238,7 @@ class UMT5:
 
     def encode_ids(self, ids: jax.Array | np.ndarray, mask: jax.Array | np.ndarray) -> jax.Array:
         """Token states [B, L, D] float32 of ids [B, L] int with mask [B, L] bool (any L)."""
-        return _encode(self.model, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool))
+        return _encode(self._graphdef, self._state, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool))
 
     def __call__(self, prompts: list[str]) -> tuple[jax.Array, jax.Array]:
         if self.tokenizer is None:

@@ -1,0 +1,136 @@
+"""StreamModel: what a stream restores from a checkpoint (config, transformer on a mesh, VAE, text encoder).
+
+Shared by the CLI's ``stream`` and ``eval``, the studio server and the benchmarks. Restoring for
+inference reads the run config, the transformer's parameters and the VAE checkpoint named by
+``data.vae``; it builds no training object (no task, optimizer or dataset).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+from flax import nnx
+from jax.sharding import Mesh
+
+from streamdit_jax import checkpoint as ckpt
+from streamdit_jax.autoencoder import VideoVAE, restore_matching_vae
+from streamdit_jax.config import Config, ConfigError, MeshConfig
+from streamdit_jax.flow import Scheme
+from streamdit_jax.model import restore_params
+from streamdit_jax.sharding import make_mesh
+from streamdit_jax.stream.rollout import Rollout
+from streamdit_jax.text import TextEncoder
+
+
+def stream_vae(cfg: Config) -> VideoVAE:
+    """The VAE checkpoint of ``data.vae``, checked against the preset's autoencoder."""
+    if not cfg.data.vae:
+        raise ConfigError(
+            "config field 'data.vae' is empty: a stream decodes with the VAE its model's latents came "
+            "from. Fix: pass --vae DIR (the `streamdit train-vae` checkpoint)"
+        )
+    return restore_matching_vae(cfg.data.vae, cfg.autoencoder)
+
+
+@dataclasses.dataclass
+class StreamModel:
+    """Everything a stream needs: the run's config, the transformer on its mesh, the VAE, the text encoder.
+
+    Its compiled rollouts are shared by every Streamer of the model (one compilation per scheme)."""
+
+    cfg: Config
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    vae: VideoVAE
+    text_encoder: TextEncoder
+    mesh: Mesh
+    _rollouts: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def rollout(self, scheme: Scheme, startup_micro_steps: int | None = None) -> Rollout:
+        """The jitted rollout of ``scheme`` (with that start-up), shared by every Streamer of this model
+        (compiled once)."""
+        key = (scheme, startup_micro_steps or scheme.micro_steps)
+        if key not in self._rollouts:
+            self._rollouts[key] = Rollout(self.graphdef, scheme, self.mesh, self.cfg.mesh.rules, key[1])
+        return self._rollouts[key]
+
+    def warm_up(
+        self, scheme: Scheme | None = None, cfg_scales: Sequence[float] = (1.0,), chunks: int = 3
+    ) -> float:
+        """Compiles everything a stream of ``scheme`` runs (start-up, step with each guidance in
+        ``cfg_scales``, the decoder's first and later chunks) by streaming ``chunks`` chunks of each;
+        the seconds it took. Afterwards a new stream of this model compiles nothing."""
+        from streamdit_jax.stream.streamer import Streamer
+
+        began = time.perf_counter()
+        for scale in dict.fromkeys(float(s) for s in cfg_scales):
+            with Streamer(self, "", scheme=scheme, cfg_scale=scale) as streamer:
+                for _ in range(chunks):
+                    streamer.next_chunk()
+        return time.perf_counter() - began
+
+    @staticmethod
+    def load_config(checkpoint: str | Path, config: Config | None = None, step: int | None = None) -> Config:
+        """The config to stream a checkpoint with: ``config``, else the run config saved with it; checked
+        against the checkpoint's transformer. Reads only JSON: cheap, and nothing is compiled."""
+        step = ckpt.latest_step(checkpoint) if step is None else step
+        config = config or ckpt.restore_run_config(checkpoint, step)
+        if config is None:
+            raise ConfigError(
+                f"{checkpoint} holds no run config (it was not written by `streamdit train`). Fix: pass "
+                "the preset it belongs to, e.g. --config small"
+            )
+        saved = ckpt.restore_config(checkpoint, step)
+        if not isinstance(saved, type(config.model)):
+            raise ConfigError(f"{checkpoint} holds a {type(saved).__name__} checkpoint, not a transformer's")
+        shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
+        if dataclasses.replace(saved, **shape_free) != config.model:
+            raise ConfigError(
+                f"config field 'model': the transformer in {checkpoint} is {saved}, the config asks for "
+                f"{config.model}. Fix: use the preset the checkpoint was trained with"
+            )
+        return config
+
+    @classmethod
+    def restore(
+        cls,
+        checkpoint: str | Path,
+        config: Config | None = None,
+        vae: str | Path | None = None,
+        mesh_shape: Sequence[int] = (1, 1, 1, 1),
+        ema: bool = True,
+        step: int | None = None,
+    ) -> StreamModel:
+        """A training or distillation checkpoint's weights (EMA by default) on a mesh of the first
+        ``prod(mesh_shape)`` devices, whatever mesh trained it. ``config`` defaults to the run config
+        saved with the checkpoint (needed for checkpoints without one, e.g. ``convert``'s); ``vae``
+        defaults to that config's ``data.vae``."""
+        from streamdit_jax.text import build_encoder
+
+        step = ckpt.latest_step(checkpoint) if step is None else step
+        config = cls.load_config(checkpoint, config, step)
+        if vae is not None:
+            config = dataclasses.replace(config, data=dataclasses.replace(config.data, vae=str(vae)))
+        size = math.prod(mesh_shape)
+        if len(mesh_shape) != 4 or mesh_shape[0] * mesh_shape[1] != 1:
+            raise ConfigError(
+                f"mesh {tuple(mesh_shape)}: a stream is one video (batch 1), so the data and fsdp axes must "
+                "be 1. Fix: put devices on the context and model axes, e.g. --mesh 1,1,2,4"
+            )
+        if size > jax.device_count():
+            raise ConfigError(
+                f"mesh {tuple(mesh_shape)} needs {size} devices, {jax.device_count()} are present. Fix: "
+                "choose a smaller --mesh"
+            )
+        vae_model = stream_vae(config)
+        mesh = make_mesh(MeshConfig(shape=tuple(mesh_shape), rules=config.mesh.rules), jax.devices()[:size])
+        shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
+        _, graphdef, params = restore_params(
+            checkpoint, mesh, config.mesh.rules, step, model_overrides=shape_free, ema=ema
+        )
+        return cls(config, graphdef, params, vae_model, build_encoder(config.text), mesh)
