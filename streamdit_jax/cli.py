@@ -410,6 +410,7 @@ def cmd_serve(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     import jax
     from aiohttp import web
 
+    from streamdit_jax.stream import warm_up
     from streamdit_jax.studio import Studio, StudioOptions
 
     if args.checkpoint is None:
@@ -430,7 +431,7 @@ def cmd_serve(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     cfg, scheme = _stream_config(args, overrides)
     model = _stream_model(args, cfg)
     print(f"compiling the stream of {args.checkpoint}, scheme {dataclasses.astuple(scheme)} ...", flush=True)
-    seconds = model.warm_up(scheme, cfg_scales=(cfg.rollout.cfg_scale,))
+    seconds = warm_up(model, scheme, cfg_scales=(cfg.rollout.cfg_scale,))
     print(f"compiled in {seconds:.1f} s", flush=True)
     studio = Studio(model, options)
     print(

@@ -20,7 +20,7 @@ from studio_client import Tab, serving
 
 from streamdit_jax.cli import main
 from streamdit_jax.data.shapes import ShapesDataset
-from streamdit_jax.stream import Streamer, StreamModel, VideoSink
+from streamdit_jax.stream import Streamer, StreamModel, VideoSink, warm_up
 from streamdit_jax.studio import Studio, StudioOptions
 
 A, B = "a red circle moving left", "a blue square moving up"
@@ -237,7 +237,7 @@ def test_a_real_browser_sees_frames_and_steers_the_prompt(tiny_demo, tmp_path):
     # takes the docs' screenshot of the demo's student.
     checkpoint = Path(os.environ.get("STREAMDIT_STUDIO_CHECKPOINT") or tiny_demo / "student")
     model = StreamModel.restore(checkpoint)
-    model.warm_up(cfg_scales=(model.cfg.rollout.cfg_scale,))
+    warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))
     studio = Studio(model, StudioOptions(checkpoint=str(checkpoint)))
     errors: list[str] = []
     with serving(studio) as url, sync_playwright() as playwright:
@@ -302,7 +302,7 @@ def test_four_sessions_for_a_minute_stay_on_time_in_flat_memory(model):
                 await tab.close()
             return tabs, rss, began
 
-    model.warm_up(cfg_scales=(model.cfg.rollout.cfg_scale,))  # as `streamdit serve` does
+    warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))  # as `streamdit serve` does
     with serving(Studio(model, StudioOptions(max_sessions=4))) as url:
         tabs, rss, began = _run(scenario)
     report = {"rss_mib": rss, "tabs": []}
@@ -320,3 +320,30 @@ def test_four_sessions_for_a_minute_stay_on_time_in_flat_memory(model):
         assert abs(row["steady_frames"] - row["clock_frames"]) <= per_chunk, report
         assert row["first_frame_s"] < 10, report
     assert rss[1] - rss[0] < 32, report
+
+
+@pytest.mark.slow
+def test_inference_restore_builds_no_training_object_and_warm_up_compiles_all(tiny_demo, monkeypatch, caplog):
+    """StreamModel.restore builds no task, trainer or dataset; after warm_up a new stream compiles
+    nothing (JAX's compile log stays empty)."""
+    import logging
+
+    from streamdit_jax.autoencoder.training import VAETask
+    from streamdit_jax.data.shapes import ShapesDataset
+    from streamdit_jax.train import Trainer
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("restoring for inference built a training object")
+
+    for cls in (VAETask, ShapesDataset, Trainer):
+        monkeypatch.setattr(cls, "__init__", forbidden)
+    model = StreamModel.restore(tiny_demo / "student")
+    warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.DEBUG), Streamer(model, A, seed=4) as streamer:
+            chunks = [streamer.next_chunk() for _ in range(4)]
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    assert [c.step for c in chunks] == [0, 1, 2, 3] and all(c.ready >= c.dispatched for c in chunks)
+    assert not [r.getMessage() for r in caplog.records if "ompil" in r.getMessage()]

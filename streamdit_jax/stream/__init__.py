@@ -2,7 +2,7 @@
 
 from streamdit_jax.stream.model import StreamModel
 from streamdit_jax.stream.rollout import Conditioning, Rollout, StreamState
-from streamdit_jax.stream.streamer import LOOKAHEAD, Chunk, PromptChange, Streamer
+from streamdit_jax.stream.streamer import LOOKAHEAD, Chunk, PromptChange, Streamer, warm_up
 from streamdit_jax.stream.video import InputVideo, LiveInput, VideoSink
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "StreamState",
     "Streamer",
     "VideoSink",
+    "warm_up",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,21 +57,6 @@ class StreamModel:
         if key not in self._rollouts:
             self._rollouts[key] = Rollout(self.graphdef, scheme, self.mesh, self.cfg.mesh.rules, key[1])
         return self._rollouts[key]
-
-    def warm_up(
-        self, scheme: Scheme | None = None, cfg_scales: Sequence[float] = (1.0,), chunks: int = 3
-    ) -> float:
-        """Compiles everything a stream of ``scheme`` runs (start-up, step with each guidance in
-        ``cfg_scales``, the decoder's first and later chunks) by streaming ``chunks`` chunks of each;
-        the seconds it took. Afterwards a new stream of this model compiles nothing."""
-        from streamdit_jax.stream.streamer import Streamer
-
-        began = time.perf_counter()
-        for scale in dict.fromkeys(float(s) for s in cfg_scales):
-            with Streamer(self, "", scheme=scheme, cfg_scale=scale) as streamer:
-                for _ in range(chunks):
-                    streamer.next_chunk()
-        return time.perf_counter() - began
 
     @staticmethod
     def load_config(checkpoint: str | Path, config: Config | None = None, step: int | None = None) -> Config:

@@ -69,6 +69,7 @@ class Session:
         self._tasks: list[asyncio.Task] = []
         self._relay: threading.Thread | None = None
         self._recorder: VideoSink | None = None
+        self._recording = threading.Lock()  # the relay thread writes what the loop opens and closes
         self._recordings = 0
         self._uploads = 0
         self._webcam: LiveInput | None = None
@@ -116,8 +117,8 @@ class Session:
                 Scheme(scheme.reference, scheme.chunks, scheme.chunk_frames, message["value"])
             )
         elif kind == "strength":
+            streamer.set_strength(message["value"])
             self.strength = float(message["value"])
-            streamer.set_strength(self.strength)
         elif kind == "record":
             await self._record(message["on"])
         elif kind == "webcam":
@@ -175,11 +176,15 @@ class Session:
             await self.send_json({"type": "recording", "state": "on", "url": None, "frames": 0})
         elif not on and self._recorder is not None:
             recorder, self._recorder = self._recorder, None
-            await asyncio.to_thread(recorder.close)
+            await asyncio.to_thread(self._close_recorder, recorder)
             url = f"/record/{self.id}/{self._recordings}.mp4"
             await self.send_json(
                 {"type": "recording", "state": "ready", "url": url, "frames": recorder.frames}
             )
+
+    def _close_recorder(self, recorder: VideoSink) -> None:
+        with self._recording:  # not while the relay thread writes to it
+            recorder.close()
 
     def recording(self, number: int) -> Path | None:
         path = self.dir / f"recording-{number}.mp4"
@@ -245,13 +250,11 @@ class Session:
                 self._to_loop(None)
                 return
             images = [encode_image(frame, self.format) for frame in chunk.frames]
-            recorder = self._recorder
-            if recorder is not None:
-                try:
+            with self._recording:
+                recorder = self._recorder
+                if recorder is not None:
                     for frame in chunk.frames:
                         recorder.write(frame)
-                except Exception:  # closed by the page meanwhile
-                    pass
             self._to_loop((chunk, images))
 
     def _to_loop(self, item: Any) -> None:
@@ -373,6 +376,6 @@ class Session:
         if self._relay is not None:
             await asyncio.to_thread(self._relay.join)
         if self._recorder is not None:
-            await asyncio.to_thread(self._recorder.close)
+            await asyncio.to_thread(self._close_recorder, self._recorder)
         self.streamer = self._recorder = self._webcam = None
         shutil.rmtree(self.dir, ignore_errors=True)
