@@ -1,0 +1,207 @@
+"""TinyDecoder: a small causal streaming decoder that imitates the VAE's decoder (after TAESD/TAEHV).
+
+Latents of the VAE's layout [B, F, h, w, C] (normalised, as the DiT makes them) in, frames
+[B, T, H, W, 3] in [-1, 1] out, with T = 1 + t(F - 1) for the VAE's temporal compression t (the causal
+first frame), so it can replace the VAE's decoder frame for frame. Only 2D convolutions, one frame at a
+time; time enters through
+
+- memory blocks, which see each frame's input next to the previous frame's (a one-frame memory, carried
+  from chunk to chunk), and
+- temporal growth, a 1x1 convolution that turns each frame into 2 (twice for t = 4).
+
+Decoding a stream chunk by chunk while carrying the memories gives exactly the frames of decoding it
+whole (the first chunk drops the t - 1 frames before the causal first one). ``flops_per_frame`` counts
+its multiply-adds analytically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from streamdit_jax.config import AutoencoderConfig
+
+Cache = Any
+MIN_CHANNELS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyDecoderConfig:
+    """The tiny decoder of a VAE: its latent layout (from the VAE's config) and its own width."""
+
+    latent_channels: int = 16
+    spatial_compression: int = 8
+    temporal_compression: int = 4
+    channels: int = 32  # the width at the latents' size; halved at every stage, down to MIN_CHANNELS
+    blocks: int = 1  # memory blocks per stage
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        from streamdit_jax.config import ConfigError
+
+        for name in ("spatial_compression", "temporal_compression"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ConfigError(f"tiny decoder {name} {value} is not a power of two. Fix: e.g. 8 or 4")
+        if self.temporal_compression > self.spatial_compression:
+            raise ConfigError("tiny decoder: temporal_compression > spatial_compression is not supported")
+        for name in ("latent_channels", "channels", "blocks"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"tiny decoder {name} {getattr(self, name)} < 1. Fix: a positive number")
+
+    @classmethod
+    def of(cls, vae: AutoencoderConfig, channels: int = 32, blocks: int = 1) -> TinyDecoderConfig:
+        return cls(vae.latent_channels, vae.spatial_compression, vae.temporal_compression, channels, blocks,
+                   vae.dtype)  # fmt: skip
+
+    @property
+    def stages(self) -> int:
+        """Stages, each doubling height and width; the last log2(t) also double time."""
+        return int(math.log2(self.spatial_compression))
+
+    def grows_time(self, stage: int) -> bool:
+        return stage >= self.stages - int(math.log2(self.temporal_compression))
+
+    def width(self, stage: int) -> int:
+        """Channels of stage ``stage`` (``stages``: after the last upsampling)."""
+        return max(self.channels >> stage, MIN_CHANNELS)
+
+
+class Conv2d(nnx.Module):
+    """A 3x3 (or 1x1) convolution applied to every frame of [B, T, H, W, C]."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int = 3, *, rngs: nnx.Rngs, dtype):
+        init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2))
+        self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, channels_in, channels_out), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels_out,), jnp.float32))
+        self.dtype = dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        b, t = x.shape[:2]
+        y = jax.lax.conv_general_dilated(
+            x.reshape(b * t, *x.shape[2:]).astype(self.dtype),
+            self.kernel[...].astype(self.dtype),
+            window_strides=(1, 1),
+            padding="SAME",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            preferred_element_type=jnp.float32,
+        )
+        return y.reshape(b, t, *y.shape[1:]) + self.bias[...]
+
+
+class MemoryBlock(nnx.Module):
+    """conv(x_t ‖ x_{t-1}) → ReLU → conv → ReLU → conv, plus x_t, then ReLU. The memory is the last frame
+    of the input (zeros before the first)."""
+
+    def __init__(self, channels: int, *, rngs: nnx.Rngs, dtype):
+        self.convs = nnx.List([Conv2d(2 * channels, channels, rngs=rngs, dtype=dtype),
+                               Conv2d(channels, channels, rngs=rngs, dtype=dtype),
+                               Conv2d(channels, channels, rngs=rngs, dtype=dtype)])  # fmt: skip
+
+    def __call__(self, x: jax.Array, memory: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        if memory is None:
+            memory = jnp.zeros_like(x[:, :1])
+        past = jnp.concatenate([memory, x[:, :-1]], axis=1)
+        h = jnp.concatenate([x, past], axis=-1)
+        h = jax.nn.relu(self.convs[0](h))
+        h = jax.nn.relu(self.convs[1](h))
+        return jax.nn.relu(self.convs[2](h) + x), x[:, -1:]
+
+
+class TinyDecoder(nnx.Module):
+    """``decode(latents)`` whole, or ``step``-wise through :meth:`streaming_decoder`."""
+
+    def __init__(self, cfg: TinyDecoderConfig, *, rngs: nnx.Rngs):
+        dtype = jnp.dtype(cfg.dtype)
+        self.cfg = cfg
+        width = cfg.width
+        self.conv_in = Conv2d(cfg.latent_channels, width(0), rngs=rngs, dtype=dtype)
+        self.blocks = nnx.List(
+            [nnx.List([MemoryBlock(width(s), rngs=rngs, dtype=dtype) for _ in range(cfg.blocks)])
+             for s in range(cfg.stages)]
+        )  # fmt: skip
+        self.grow = nnx.List(
+            [Conv2d(width(s), 2 * width(s), 1, rngs=rngs, dtype=dtype) if cfg.grows_time(s) else None
+             for s in range(cfg.stages)]
+        )  # fmt: skip
+        self.up_convs = nnx.List(
+            [Conv2d(width(s), width(s + 1), rngs=rngs, dtype=dtype) for s in range(cfg.stages)]
+        )
+        self.conv_out = Conv2d(width(cfg.stages), 3, rngs=rngs, dtype=dtype)
+
+    def decode_chunk(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        """Frames of one chunk of a stream (``cache`` None for the first) and the memories for the next."""
+        first = cache is None
+        cache = cache or {}
+        x = jax.nn.relu(self.conv_in(latents))
+        new = {}
+        for s in range(self.cfg.stages):
+            for j, block in enumerate(self.blocks[s]):
+                x, new[(s, j)] = block(x, cache.get((s, j)))
+            b, t, h, w, c = x.shape
+            x = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)  # nearest, 2x in space
+            if self.grow[s] is not None:  # each frame into two, in time order
+                x = self.grow[s](x).reshape(b, t, 2 * h, 2 * w, 2, c).transpose(0, 1, 4, 2, 3, 5)
+                x = x.reshape(b, 2 * t, 2 * h, 2 * w, c)
+            x = jax.nn.relu(self.up_convs[s](x))
+        video = jnp.tanh(self.conv_out(x))
+        if first:  # the causal first latent frame is one video frame
+            video = video[:, self.cfg.temporal_compression - 1 :]
+        return video, new
+
+    def decode(self, latents: jax.Array) -> jax.Array:
+        """Video [B, 1 + t(F - 1), H, W, 3] in [-1, 1] from normalised latents [B, F, h, w, C]."""
+        if latents.ndim != 5 or latents.shape[-1] != self.cfg.latent_channels:
+            raise ValueError(
+                f"latents must be [B, F, h, w, C={self.cfg.latent_channels}], got {latents.shape}"
+            )
+        return self.decode_chunk(latents)[0]
+
+    def streaming_decoder(self) -> TinyStreamingDecoder:
+        return TinyStreamingDecoder(self)
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=3)
+def _decode_chunk(graphdef: nnx.GraphDef, state: nnx.State, latents: jax.Array, cache: Cache):
+    return nnx.merge(graphdef, state).decode_chunk(latents, cache)
+
+
+class TinyStreamingDecoder:
+    """``step(latents [B, n, h, w, C]) -> frames``, carrying the memories; the same contract as the VAE's
+    :class:`StreamingDecoder` (1 + t(n - 1) frames for the first chunk, tn after)."""
+
+    def __init__(self, decoder: TinyDecoder):
+        self._graphdef, self._state = nnx.split(decoder)
+        self._cache: Cache = None
+
+    def step(self, latents: jax.Array) -> jax.Array:
+        video, self._cache = _decode_chunk(self._graphdef, self._state, latents, self._cache)
+        return video
+
+    def reset(self) -> None:
+        self._cache = None
+
+
+def flops_per_frame(cfg: TinyDecoderConfig, latent_hw: tuple[int, int]) -> float:
+    """2 x the multiply-adds of the convolutions per output video frame in steady state (t frames per
+    latent frame), at latent size (h, w). Activations, upsampling and reshapes are not counted."""
+    h, w = latent_hw
+    conv = lambda pixels, k, cin, cout: 2 * pixels * k * k * cin * cout
+    total = conv(h * w, 3, cfg.latent_channels, cfg.width(0))  # per latent frame
+    frames = 1  # frames per latent frame at the current stage
+    for s in range(cfg.stages):
+        c, pixels = cfg.width(s), h * w * 4**s
+        total += frames * cfg.blocks * (conv(pixels, 3, 2 * c, c) + 2 * conv(pixels, 3, c, c))
+        pixels *= 4
+        if cfg.grows_time(s):
+            total += frames * conv(pixels, 1, c, 2 * c)
+            frames *= 2
+        total += frames * conv(pixels, 3, c, cfg.width(s + 1))
+    total += frames * conv(pixels, 3, cfg.width(cfg.stages), 3)
+    return total / cfg.temporal_compression
