@@ -229,6 +229,7 @@ def test_a_live_prompt_holds_until_the_next_scheduled_entry(model):
     assert streamer.prompt_log == [(0, A), (1, B), (4, C)]
 
 
+@pytest.mark.slow
 def test_commands_restart_and_close_on_the_owner_thread(model):
     """A restart with a seed is a fresh stream of that seed; pause holds the owner between steps; close
     ends its thread and frees the stream's arrays (a second stream leaves the counts where the first
