@@ -260,10 +260,11 @@ def test_commands_restart_and_close_on_the_owner_thread(model):
         np.testing.assert_array_equal(got, want)
     del restarted, fresh  # frames on the CPU may be views of device buffers
     gc.collect()
-    threads, arrays = threading.active_count(), len(jax.live_arrays())
+    threads, arrays = set(threading.enumerate()), len(jax.live_arrays())
     stream_restart_pause_close()
     gc.collect()
-    assert (threading.active_count(), len(jax.live_arrays())) == (threads, arrays)
+    assert not set(threading.enumerate()) - threads  # (an earlier test's threads may end meanwhile)
+    assert len(jax.live_arrays()) <= arrays
 
 
 def _records(streamer, count):

@@ -56,9 +56,12 @@ def _chunks(streamer: Streamer, mode: str):
 
 def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, cfg_scale: float) -> float:
     start = time.perf_counter()
-    with Streamer(model, PROMPT, scheme=scheme, cfg_scale=cfg_scale) as streamer:
+    streamer = Streamer(model, PROMPT, scheme=scheme, cfg_scale=cfg_scale)
+    try:
         next(_chunks(streamer, mode))
         return time.perf_counter() - start
+    finally:
+        streamer.close()
 
 
 def bench_rollout(

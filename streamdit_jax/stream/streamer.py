@@ -288,6 +288,11 @@ class Streamer:
         start-up, then one chunk of c frames per step. Lazily dispatched, never fetched; commands are
         applied between steps on the thread that iterates. Ends when the input ends, at a restart or
         when the Streamer closes."""
+        if self._thread is not None and self._thread is not threading.current_thread():
+            raise RuntimeError(
+                "this Streamer's owner thread runs its stream: take chunks with next_chunk() or chunks(), "
+                "or drive latent_chunks() on a Streamer that was never opened"
+            )
         state = self.start()
         k = self.scheme.reference
         if k:
