@@ -50,6 +50,18 @@ def randomize(params: nnx.State, seed: int = 0, scale: float = 0.2) -> nnx.State
     return jax.tree.unflatten(treedef, new)
 
 
+def shapes_video(path, frames: int, fps: int = 8) -> bytes:
+    """A held-still shapes scene (64x64, seed 1) written as an H.264 mp4; its bytes."""
+    from streamdit_jax.data.shapes import ShapesDataset
+    from streamdit_jax.stream import VideoSink
+
+    video = ShapesDataset((64, 64), fps, frames, seed=1)[0]["video"]
+    with VideoSink(fps, out=path) as sink:
+        for frame in np.asarray(video):
+            sink.write(np.round((frame + 1) * 127.5).clip(0, 255).astype(np.uint8))
+    return path.read_bytes()
+
+
 def subprocess_env(**extra: str) -> dict[str, str]:
     """The environment of a `streamdit` subprocess: the CPU, this venv, this checkout, and the session's
     compilation cache and XLA flags (conftest), so that it loads what the tests compiled before it."""

@@ -15,14 +15,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import shapes_video
 
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.cli import main
 from streamdit_jax.config import ConfigError, load
-from streamdit_jax.data.shapes import ShapesDataset
 from streamdit_jax.flow import Scheme, SchemeError, text_to_video
 from streamdit_jax.model import apply
-from streamdit_jax.stream import LOOKAHEAD, Streamer, StreamModel, VideoSink
+from streamdit_jax.stream import LOOKAHEAD, Streamer, StreamModel
 from streamdit_jax.stream.video import InputVideo
 
 A, B, C = "a red circle moving left", "a blue square moving up", "a green triangle moving down"
@@ -272,17 +272,10 @@ def _records(streamer, count):
         return [streamer.next_chunk() for _ in range(count)]
 
 
-def _shapes_video(path, frames, fps):
-    video = ShapesDataset((64, 64), fps, frames, seed=1)[0]["video"]
-    with VideoSink(fps, out=path) as sink:
-        for frame in np.asarray(video):
-            sink.write(np.round((frame + 1) * 127.5).clip(0, 255).astype(np.uint8))
-
-
 @pytest.mark.slow
 def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_path):
     scheme, strength = Scheme(0, 4, 2, 1), 0.6
-    _shapes_video(tmp_path / "in.mp4", frames=1 + 4 * 13, fps=8)  # 14 latent frames: 8 + 3 chunks of 2
+    shapes_video(tmp_path / "in.mp4", frames=1 + 4 * 13, fps=8)  # 14 latent frames: 8 + 3 chunks of 2
     streamer = Streamer(model, B, scheme=scheme, input_video=tmp_path / "in.mp4", strength=strength, seed=2)
     got = [np.asarray(c) for c in streamer.latent_chunks()]
     assert len(got) == 7  # every input latent frame comes out once, then the stream ends

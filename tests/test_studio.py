@@ -15,12 +15,13 @@ import aiohttp
 import jax
 import numpy as np
 import pytest
+from helpers import shapes_video
 from PIL import Image
 from studio_client import Tab, serving
 
 from streamdit_jax.cli import main
 from streamdit_jax.data.shapes import ShapesDataset
-from streamdit_jax.stream import Streamer, StreamModel, VideoSink, warm_up
+from streamdit_jax.stream import Streamer, StreamModel, warm_up
 from streamdit_jax.studio import Studio, StudioOptions
 
 A, B = "a red circle moving left", "a blue square moving up"
@@ -151,19 +152,11 @@ def test_a_closed_tab_returns_threads_and_arrays_to_the_baseline(model):
     assert arrays_after <= arrays, (arrays, arrays_after)
 
 
-def _shapes_clip(path: Path, frames: int) -> bytes:
-    video = ShapesDataset((64, 64), 8, frames, seed=1)[0]["video"]
-    with VideoSink(8, out=path) as sink:
-        for frame in np.asarray(video):
-            sink.write(np.round((frame + 1) * 127.5).clip(0, 255).astype(np.uint8))
-    return path.read_bytes()
-
-
 @pytest.mark.slow
 def test_bad_input_gets_its_message_and_the_session_goes_on(model, tmp_path):
     long_prompt = "a red circle moving left " + " ".join(["slowly"] * 60)
-    clip = _shapes_clip(tmp_path / "clip.mp4", 61)
-    short = _shapes_clip(tmp_path / "short.mp4", 9)
+    clip = shapes_video(tmp_path / "clip.mp4", 61)
+    short = shapes_video(tmp_path / "short.mp4", 9)
 
     async def scenario():
         async with aiohttp.ClientSession() as http:
@@ -334,7 +327,6 @@ def test_inference_restore_builds_no_training_object_and_warm_up_compiles_all(ti
     import logging
 
     from streamdit_jax.autoencoder.training import VAETask
-    from streamdit_jax.data.shapes import ShapesDataset
     from streamdit_jax.train import Trainer
 
     def forbidden(*args, **kwargs):

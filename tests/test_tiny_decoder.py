@@ -6,19 +6,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import randomize
 
 from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.autoencoder.tiny import TinyDecoder, TinyDecoderConfig, flops_per_frame
 from streamdit_jax.config import ConfigError, load
 
 
-def _randomized(module, scale=0.2):
+def _randomized(module):
     """Every parameter random (biases too), so that no path is zero by initialisation."""
     graphdef, state = nnx.split(module)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    leaves = [leaf + scale * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, keys, strict=True)]
-    return nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+    return nnx.merge(graphdef, randomize(state, seed=1))
 
 
 @pytest.mark.parametrize("chunk", [1, 2])

@@ -137,6 +137,7 @@ class Streamer:
         self.seed, self.fps = int(seed), cfg.data.fps
         self.lookahead, self.paced, self.keep_alive = lookahead, paced, keep_alive
         self.schedule = sorted((float(at), str(text)) for at, text in schedule)
+        self._schedule_times = [at for at, _ in self.schedule]
         self.latent_shape = (*cfg.latent_grid[1:], cfg.model.latent_channels)  # (h, w, C)
         self.rollout = self.model.rollout(self.scheme, self.startup_micro_steps)
         self._replicated = NamedSharding(self.model.mesh, PartitionSpec())
@@ -255,11 +256,12 @@ class Streamer:
                 self.strength = self.strength if value[1] is None else value[1]
 
     def _take_prompt(self, prompt: str, received: float) -> None:
+        if self.prompts and prompt == self.prompt:
+            return
         self._text = self._encode(prompt)
         self._cond = self._conditioning(*self._text, self.cfg_scale)
-        if not self.prompts or prompt != self.prompt:
-            self.prompts.append(PromptChange(len(self.prompts), prompt, self.runs, self.steps, received))
-            self.prompt_log.append((self.steps, prompt))
+        self.prompts.append(PromptChange(len(self.prompts), prompt, self.runs, self.steps, received))
+        self.prompt_log.append((self.steps, prompt))
 
     def _encode(self, prompt: str) -> tuple[jax.Array, jax.Array]:
         tokens, mask = self.model.text_encoder([prompt])
@@ -372,7 +374,7 @@ class Streamer:
         """Takes the schedule's entries as they fall due; each one once, so a live prompt holds until
         the next."""
         time_s = self.frames_before(self.steps) / self.fps
-        due = bisect.bisect_right([at for at, _ in self.schedule], time_s)
+        due = bisect.bisect_right(self._schedule_times, time_s)
         if due > self._schedule_taken:
             self._schedule_taken = due
             self._take_prompt(self.schedule[due - 1][1], time.perf_counter())

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 from streamdit_jax.config import ConfigError
 from streamdit_jax.stream import StreamModel
 from streamdit_jax.studio.protocol import BadMessage, parse_message
-from streamdit_jax.studio.session import Session
+from streamdit_jax.studio.session import DEFAULT_STRENGTH, Session
 
 log = logging.getLogger(__name__)
 STATIC = resources.files("streamdit_jax.studio") / "static"
@@ -167,7 +167,7 @@ class Studio:
             "max_prompt_tokens": self.model.text_encoder.max_length,
             "default_prompt": DEFAULT_PROMPT,
             "max_upload_mb": self.options.max_upload_mb,
-            "strength": 0.6,
+            "strength": DEFAULT_STRENGTH,
         }
 
     async def _admitted(self, ws: web.WebSocketResponse) -> bool:

@@ -38,6 +38,7 @@ from streamdit_jax.studio.protocol import (
 )
 
 log = logging.getLogger(__name__)
+DEFAULT_STRENGTH = 0.6  # video-to-video, until the page's slider says otherwise
 MARGIN_S = 0.15  # asked-for chunks are due this long before they are needed, beyond their measured time
 STATS_EVERY_S = 0.5
 
@@ -53,7 +54,7 @@ class Session:
         send_json: Callable[[dict], Awaitable[None]],
         send_bytes: Callable[[bytes], Awaitable[None]],
         micro_steps_choices: tuple[int, ...],
-        default_strength: float = 0.6,
+        default_strength: float = DEFAULT_STRENGTH,
     ):
         self.model, self.id = model, session_id
         self.send_json, self._send_bytes = send_json, send_bytes
