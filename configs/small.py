@@ -41,6 +41,17 @@ def get_config(arg=None):
     c.vae_optimizer.end_lr_factor = 0.5
     c.vae_optimizer.warmup_steps = 40
     c.vae_optimizer.ema_decay = 0.999
+    # The tiny decoder (`streamdit train-decoder --vae runs/demo/vae`): 1,200 steps on 17-frame 32x32 crops
+    # around an object, about 7 minutes on 2 CPU cores (docs/autoencoder.md#a-tiny-streaming-decoder).
+    c.decoder_train.steps = 1200
+    c.decoder_train.batch_size = 8
+    c.decoder_train.frames = 17
+    c.decoder_train.crop = (32, 32)
+    c.decoder_train.checkpoint_every = 300
+    c.decoder_train.eval_every = 300
+    c.decoder_train.log_every = 25
+    c.decoder_optimizer.learning_rate = 2e-3
+    c.decoder_optimizer.warmup_steps = 20
     c.data.resolution = (64, 64)
     c.data.fps = 8
     c.train.batch_size = 8

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU rows of docs/benchmarks.md in one run (issue 8's targets), on the device machine:
+# The GPU rows of docs/benchmarks.md in one run (issues 8 and 19), on the device machine:
 #   here:  ../shared/tools/wheels-for-gpu .whl diffusers huggingface-hub safetensors regex
 #   there: bash scripts/gpu_bench.sh   (carry .whl; results land in $OUT, default ./bench-gpu)
+# Tried first on the CPU at test size: SIZE=tiny bash scripts/gpu_bench.sh (every preset becomes `tiny`).
+# Writes one JSON per benchmark and log.txt (with the docs/benchmarks.md rows) to $OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench-gpu}
@@ -12,9 +14,19 @@ if [ -d .whl ]; then
 else
   export PYTHONPATH=$PWD
 fi
+if [ "${SIZE:-}" = tiny ]; then
+  stream=tiny; train=tiny; peer=tiny; scheme=0,4,2,1; steps=(--steps 3 --warmup 1)
+else
+  stream=streamdit_4b:distilled,cudnn=True; train=wan2_1_1_3b:cudnn=True; peer=streamdit_4b:distilled
+  scheme=0,8,2,1; steps=()
+fi
 bench() { echo "+ streamdit bench $*" >>"$out/log.txt"; python3 -m streamdit_jax.cli bench "$@" >>"$out/log.txt" 2>&1; }
-bench rollout --config streamdit_4b:distilled,cudnn=True --scheme 0,8,2,1 --json "$out/rollout_4b.json"
-bench train --config wan2_1_1_3b:cudnn=True --config.mesh.shape=1,1,1,1 --config.train.batch_size=1 \
-  --steps 5 --json "$out/train_1_3b.json"
-bench peer --config streamdit_4b:distilled --modes forward --json "$out/peer_4b.json"
-grep -E '^\| (streamdit_4b|wan2_1_1_3b)' "$out/log.txt"
+# The 4B distilled stream at 512x512 (bf16, cuDNN attention): the DiT alone and with the VAE's decoder,
+# then with the tiny decoder.
+bench rollout --config "$stream" --scheme "$scheme" "${steps[@]}" --json "$out/rollout_4b.json"
+bench rollout --config "$stream" --scheme "$scheme" "${steps[@]}" --decoder tiny --modes decoded \
+  --json "$out/rollout_4b_tiny.json"
+bench train --config "$train" --config.mesh.shape=1,1,1,1 --config.train.batch_size=1 --steps 5 \
+  --json "$out/train_1_3b.json"
+bench peer --config "$peer" --modes forward "${steps[@]}" --json "$out/peer_4b.json"
+grep -E '^\| (streamdit_4b|wan2_1_1_3b|tiny)' "$out/log.txt"

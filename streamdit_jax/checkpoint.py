@@ -20,13 +20,16 @@ import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, from_dict
+from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, TinyDecoderConfig, from_dict
 
 PARAMS = "params"
 EMA = "ema"  # training checkpoints also hold the EMA of the model's state
 CONFIG = "config"
 RUN_CONFIG = "run_config"  # training checkpoints: the whole Config of the run (JSON)
-KINDS: dict[str, type] = {"transformer": ModelConfig, "autoencoder": AutoencoderConfig}
+KINDS: dict[str, type] = {
+    "transformer": ModelConfig, "autoencoder": AutoencoderConfig, "tiny_decoder": TinyDecoderConfig
+}  # fmt: skip
+SECTIONS = {"transformer": "model.", "autoencoder": "autoencoder.", "tiny_decoder": "tiny_decoder."}
 # Transformer fields a restore may change: they do not change parameter shapes.
 SHAPE_FREE_FIELDS = frozenset({"window", "dtype", "param_dtype", "attention", "remat"})
 
@@ -42,7 +45,7 @@ def manager(
     )
 
 
-def config_record(cfg: ModelConfig | AutoencoderConfig) -> dict[str, Any]:
+def config_record(cfg: ModelConfig | AutoencoderConfig | TinyDecoderConfig) -> dict[str, Any]:
     """The JSON saved beside a model: its kind and its config."""
     kind = next(k for k, t in KINDS.items() if isinstance(cfg, t))
     return {"kind": kind, "config": dataclasses.asdict(cfg)}
@@ -87,16 +90,16 @@ def latest_step(directory: str | Path) -> int:
     return step
 
 
-def restore_config(directory: str | Path, step: int | None = None) -> ModelConfig | AutoencoderConfig:
-    """The config saved with a checkpoint (a transformer's ModelConfig or an AutoencoderConfig)."""
+def restore_config(directory: str | Path, step: int | None = None):
+    """The config saved with a checkpoint: a transformer's ModelConfig, an AutoencoderConfig or a
+    TinyDecoderConfig."""
     step = latest_step(directory) if step is None else step
     with manager(directory) as mngr:
         record = mngr.restore(step, args=ocp.args.Composite(**{CONFIG: ocp.args.JsonRestore()}))[CONFIG]
     kind = record.get("kind")
     if kind not in KINDS:
         raise ValueError(f"{directory}: unknown model kind {kind!r} in the checkpoint's config")
-    section = "model." if kind == "transformer" else "autoencoder."
-    return from_dict(KINDS[kind], record["config"], section)
+    return from_dict(KINDS[kind], record["config"], SECTIONS[kind])
 
 
 def restore_run_config(directory: str | Path, step: int | None = None) -> Config | None:

@@ -41,13 +41,15 @@ def cmd_summary(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
     if args.checkpoint:
         from streamdit_jax.checkpoint import restore_config
-        from streamdit_jax.config import AutoencoderConfig
-        from streamdit_jax.summary import format_vae_summary
+        from streamdit_jax.config import AutoencoderConfig, TinyDecoderConfig
+        from streamdit_jax.summary import format_tiny_decoder_summary, format_vae_summary
 
         saved = restore_config(args.checkpoint)
         title = f"checkpoint {args.checkpoint}"
         if isinstance(saved, AutoencoderConfig):
             print(format_vae_summary(saved, title=title))
+        elif isinstance(saved, TinyDecoderConfig):
+            print(format_tiny_decoder_summary(saved, title=title))
         else:
             print(format_summary(saved, title=title))
         return
@@ -187,6 +189,86 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     _print(f"checkpoint: {Path(args.workdir).resolve()}")
 
 
+def cmd_train_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Distils the tiny streaming decoder from the VAE of ``--vae`` on its own latents of shapes clips."""
+    import dataclasses
+
+    import jax
+
+    from streamdit_jax.autoencoder import restore_matching_vae
+    from streamdit_jax.autoencoder.decoder_training import DecoderTask
+    from streamdit_jax.sharding import make_mesh
+    from streamdit_jax.train import Trainer
+
+    cfg = _load_config(args, overrides)
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, vae=str(Path(args.vae).resolve())))
+    mesh = make_mesh(cfg.mesh)
+    task = DecoderTask(cfg, restore_matching_vae(args.vae, cfg.autoencoder))
+    _print(
+        f"distilling the tiny decoder of {args.vae} (fingerprint {task.model_config.vae_fingerprint}) on "
+        f"{jax.device_count()} {jax.devices()[0].platform} devices, mesh {dict(mesh.shape)}"
+    )
+    trainer = Trainer(
+        task,
+        cfg.decoder_train,
+        cfg.decoder_optimizer,
+        mesh,
+        cfg.mesh.rules,
+        args.workdir,
+        run_config=cfg,
+        section="decoder_train",
+        seed=cfg.seed,
+        resume=args.resume,
+        frozen=task.frozen(mesh),
+    )
+    with trainer:
+        summary = trainer.run()
+    held_out = summary["eval"]
+    _print(
+        f"tiny decoder step {summary['end_step']}: held-out loss {held_out['loss']:.4f} against the full "
+        f"decoder, PSNR {held_out['psnr']:.2f} dB against it and {held_out['psnr_true']:.2f} dB against the "
+        f"true frames (the full decoder's: {held_out['psnr_full_true']:.2f} dB; EMA weights)"
+    )
+    _print(f"checkpoint: {Path(args.workdir).resolve()} (stream with it: --decoder tiny --tiny-decoder DIR)")
+
+
+def cmd_eval_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """The tiny decoder against the full one on held-out shapes clips: PSNR and the detector's scores."""
+    import json
+
+    from streamdit_jax.autoencoder import restore_matching_vae
+    from streamdit_jax.autoencoder.decoder_training import evaluate_decoder
+    from streamdit_jax.autoencoder.tiny import restore_tiny_decoder
+    from streamdit_jax.checkpoint import restore_run_config
+
+    cfg = _load_config(args, overrides) if args.config else restore_run_config(args.checkpoint)
+    if cfg is None:
+        raise ConfigError(f"{args.checkpoint} holds no run config. Fix: pass --config PRESET")
+    step = cfg.autoencoder.temporal_compression
+    if args.frames is not None and (args.frames < 1 or (args.frames - 1) % step):
+        raise ConfigError(f"--frames {args.frames}: the causal VAE takes 1 + {step}k frames. Fix: e.g. 17")
+    vae_dir = args.vae or cfg.data.vae
+    vae = restore_matching_vae(vae_dir, cfg.autoencoder)
+    tiny = restore_tiny_decoder(args.checkpoint, vae, vae_dir)
+    clips = args.clips or cfg.decoder_train.eval_batches * cfg.decoder_train.batch_size
+    scores = evaluate_decoder(tiny, vae, cfg, clips, args.frames)
+    print(f"{clips} held-out clips of {args.frames or cfg.decoder_train.frames} frames:")
+    print(
+        f"  PSNR: tiny vs full decoder {scores['psnr_tiny_full']:.2f} dB, tiny vs true frames "
+        f"{scores['psnr_tiny_true']:.2f} dB, full vs true frames {scores['psnr_full_true']:.2f} dB"
+    )
+    for name in ("colour", "shape", "position"):
+        print(
+            f"  detector {name}: true frames {scores[name + '_true']:.1%}, full decoder "
+            f"{scores[name + '_full']:.1%}, tiny decoder {scores[name + '_tiny']:.1%} "
+            f"({scores[name + '_ratio']:.1%} of the full decoder's); agrees with the full decoder's reading "
+            f"{scores[name + '_agreement']:.1%}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
+        print(f"wrote {args.json}")
+
+
 def cmd_distill(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Distils a trained StreamDiT segment-wise into a student that takes one unguided step per chunk."""
     import dataclasses
@@ -308,7 +390,9 @@ def _stream_config(args: argparse.Namespace, overrides: Sequence[str]):
     restored or compiled."""
     from streamdit_jax.flow import Scheme
     from streamdit_jax.stream import StreamModel
+    from streamdit_jax.stream.model import check_decoder
 
+    check_decoder(args.decoder, args.tiny_decoder)
     if overrides and not args.config:
         raise ConfigError("--config.* overrides need --config PRESET (the preset the checkpoint belongs to)")
     cfg = StreamModel.load_config(args.checkpoint, _load_config(args, overrides) if args.config else None)
@@ -327,7 +411,10 @@ def _stream_model(args: argparse.Namespace, cfg):
         mesh = ()
     if len(mesh) != 4:
         raise ConfigError(f"--mesh {args.mesh!r}: expected four sizes data,fsdp,context,model, e.g. 1,1,2,2")
-    return StreamModel.restore(args.checkpoint, cfg, args.vae, mesh, ema=not args.raw)
+    return StreamModel.restore(
+        args.checkpoint, cfg, args.vae, mesh, ema=not args.raw, decoder=args.decoder,
+        tiny_decoder=args.tiny_decoder,
+    )  # fmt: skip
 
 
 def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -457,7 +544,11 @@ def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     cfg, scheme = _stream_config(args, overrides)
     model = _stream_model(args, cfg)
     out = Path(args.out or Path(args.checkpoint) / "eval")
-    print(f"evaluating {args.checkpoint}: {len(prompts)} streams of {args.seconds:g} s -> {out}", flush=True)
+    print(
+        f"evaluating {args.checkpoint} ({model.decoder} decoder): {len(prompts)} streams of "
+        f"{args.seconds:g} s -> {out}",
+        flush=True,
+    )
     videos = out / "streams" if args.videos else None
     startup = (args.startup_steps, args.startup_cfg)
     report = run_eval(
@@ -488,7 +579,7 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
         scheme = Scheme.parse(args.scheme) if args.scheme else None
         result = bench_rollout(
-            cfg, scheme, args.cfg, args.steps, args.warmup, modes or MODES, args.peak_tflops
+            cfg, scheme, args.cfg, args.steps, args.warmup, modes or MODES, args.peak_tflops, args.decoder
         )
     elif args.kind == "train":
         from streamdit_jax.bench import bench_train
@@ -529,6 +620,17 @@ def _add_stream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
     p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
     p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    _add_decoder_args(p)
+
+
+def _add_decoder_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--decoder",
+        default="full",
+        choices=["full", "tiny"],
+        help="what makes the frames: the VAE's decoder, or the tiny one distilled from it",
+    )
+    p.add_argument("--tiny-decoder", help="with --decoder tiny: a `streamdit train-decoder` work dir")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -568,6 +670,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--png", help="write originals and reconstructions to this PNG")
     p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
     p.set_defaults(fn=cmd_eval_vae)
+
+    p = sub.add_parser("train-decoder", help="distil the tiny streaming decoder from a VAE's decoder")
+    _add_config_args(p)
+    p.add_argument("--vae", required=True, help="the VAE checkpoint to imitate (streamdit train-vae)")
+    p.add_argument("--workdir", required=True, help="where checkpoints and TensorBoard logs go")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.set_defaults(fn=cmd_train_decoder)
+
+    p = sub.add_parser("eval-decoder", help="a tiny decoder against the full one: PSNR, detector scores")
+    p.add_argument("--checkpoint", required=True, help="a `streamdit train-decoder` work dir")
+    p.add_argument("--config", help="the preset (default: the run config saved with the checkpoint)")
+    p.add_argument("--vae", help="the VAE checkpoint (default: the one it was trained from)")
+    p.add_argument("--clips", type=int, default=0, help="default: the clips train-decoder evaluates on")
+    p.add_argument("--frames", type=int, help="clip length (1 + 4k; default: decoder_train.frames)")
+    p.add_argument("--json", help="also write the scores here")
+    p.set_defaults(fn=cmd_eval_decoder)
 
     p = sub.add_parser("encode", help="videos + captions -> ArrayRecord shards of latents and text states")
     _add_config_args(p)
@@ -617,6 +735,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
     p.add_argument("--mesh", default="1,1,1,1", help="data,fsdp,context,model devices (data = fsdp = 1)")
     p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA")
+    _add_decoder_args(p)
     p.set_defaults(fn=cmd_serve, scheme=None)
 
     p = sub.add_parser("distill", help="segment-wise distillation: one unguided step per emitted chunk")
@@ -640,6 +759,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-tflops", type=float, help="peak TFLOP/s per device for MFU (default: table)")
     p.add_argument(
         "--compile", action=argparse.BooleanOptionalAction, help="peer: torch.compile (default: on GPUs)"
+    )
+    p.add_argument(
+        "--decoder", default="full", choices=["full", "tiny"], help="rollout: what decodes (random weights)"
     )
     p.add_argument("--json", help="also write the result here")
     p.set_defaults(fn=cmd_bench)

@@ -186,6 +186,55 @@ class AutoencoderConfig:
             _fail("autoencoder.dtype", f"unknown dtype {self.dtype!r}", "use float32, bfloat16 or float16")
 
 
+PREVIEWS = ("bilinear", "nearest", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class TinyDecoderConfig:
+    """The tiny streaming decoder of a VAE (``autoencoder.tiny``): the VAE's latent layout, its own width,
+    and ``vae_fingerprint``, the fingerprint of the VAE it imitates ("" for an untrained one)."""
+
+    latent_channels: int = 16
+    spatial_compression: int = 8
+    temporal_compression: int = 4
+    channels: int = 64  # the width at the latents' size (see ``width``)
+    blocks: int = 1  # memory blocks per stage
+    preview: str = "bilinear"  # the latents' linear colour preview, upsampled so; "nearest"; "none"
+    dtype: str = "float32"
+    vae_fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("spatial_compression", "temporal_compression"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                _fail(f"tiny_decoder.{name}", f"{value} is not a power of two", "e.g. 8 or 4")
+        if self.temporal_compression > self.spatial_compression:
+            _fail("tiny_decoder.temporal_compression", "larger than spatial_compression", "not supported")
+        for name in ("latent_channels", "channels", "blocks"):
+            _check_range(f"tiny_decoder.{name}", getattr(self, name), 1)
+        if self.preview not in PREVIEWS:
+            _fail("tiny_decoder.preview", f"unknown upsampling {self.preview!r}", f"use one of {PREVIEWS}")
+
+    @classmethod
+    def of(cls, vae: AutoencoderConfig, **fields) -> TinyDecoderConfig:
+        """The tiny decoder of a VAE with config ``vae``: its latent layout and dtype, and ``fields``."""
+        layout = (vae.latent_channels, vae.spatial_compression, vae.temporal_compression)
+        return cls(*layout, dtype=vae.dtype, **fields)
+
+    @property
+    def stages(self) -> int:
+        """Stages, each doubling height and width; the last log2(t) also double time."""
+        return int(math.log2(self.spatial_compression))
+
+    def grows_time(self, stage: int) -> bool:
+        return stage >= self.stages - int(math.log2(self.temporal_compression))
+
+    def width(self, stage: int) -> int:
+        """Channels of stage ``stage`` (``stages``: after the last upsampling): ``channels`` halved at
+        every stage, down to 8."""
+        return max(self.channels >> stage, 8)
+
+
 @dataclasses.dataclass(frozen=True)
 class BufferConfig:
     """The training buffer: K clean reference frames, then chunks of c frames of rising noise.
@@ -378,6 +427,47 @@ class VAETrainConfig(TrainConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class DecoderTrainConfig(TrainConfig):
+    """Distilling the tiny decoder from the VAE's decoder (``streamdit train-decoder``); ``channels``,
+    ``blocks`` and ``preview`` are the tiny decoder's (:class:`TinyDecoderConfig`).
+
+    Each shapes clip of ``frames`` frames (a ``crop`` around an object, or whole frames with (0, 0)) is
+    encoded by the VAE (posterior mean) and decoded by its full decoder; the tiny decoder learns to
+    give the same frames from the same latents. The loss (``reconstruction``) is L1 with each pixel
+    weighted by 1 + ``object_weight`` * saturation of the full decoder's frame: L1 keeps edges (its
+    optimum is the median, where squared error blurs uncertain edges towards the mean), and the weight
+    keeps the small saturated objects, a few percent of the pixels, from losing to the gray background.
+    ``latent_noise`` widens the latents it learns on beyond the VAE's encodings (a stream's latents come
+    from the DiT): both decoders see the same noised latents.
+    """
+
+    SECTION: typing.ClassVar[str] = "decoder_train"
+
+    frames: int = 17  # video frames per clip (1 + 4k for Wan's layout)
+    channels: int = TinyDecoderConfig.channels  # the tiny decoder's width
+    blocks: int = 1
+    preview: str = TinyDecoderConfig.preview
+    reconstruction: str = "l1"  # or "mse"
+    object_weight: float = 10.0
+    crop: tuple[int, int] = (0, 0)
+    latent_noise: float = 0.0  # std of Gaussian noise on the (unit-scale) latents both decoders see
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reconstruction not in ("mse", "l1"):
+            _fail("decoder_train.reconstruction", f"unknown loss {self.reconstruction!r}", "use l1 or mse")
+        _check_range("decoder_train.frames", self.frames, 1)
+        _check_range("decoder_train.channels", self.channels, 1)
+        _check_range("decoder_train.blocks", self.blocks, 1)
+        if self.preview not in PREVIEWS:
+            _fail("decoder_train.preview", f"unknown upsampling {self.preview!r}", f"use one of {PREVIEWS}")
+        _check_range("decoder_train.object_weight", self.object_weight, 0.0)
+        _check_range("decoder_train.latent_noise", self.latent_noise, 0.0)
+        if len(self.crop) != 2 or min(self.crop) < 0:
+            _fail("decoder_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
+
+
+@dataclasses.dataclass(frozen=True)
 class DistillConfig(TrainConfig):
     """Segment-wise multistep distillation (docs/training.md), trained like ``train`` with
     ``distill_optimizer``.
@@ -493,6 +583,8 @@ class Config:
     vae_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
     distill_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    decoder_train: DecoderTrainConfig = dataclasses.field(default_factory=DecoderTrainConfig)
+    decoder_optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     text: TextConfig = dataclasses.field(default_factory=TextConfig)
     demo: DemoConfig = dataclasses.field(default_factory=DemoConfig)
@@ -548,22 +640,9 @@ class Config:
                 f"{self.data.clip_latents} latent frames cannot hold a buffer of {self.buffer.frames}",
                 f"use 0 (the buffer's length) or at least {self.buffer.frames}",
             )
-        crop, s = self.vae_train.crop, self.autoencoder.spatial_compression
-        fits = all(c % s == 0 and 0 < c <= r for c, r in zip(crop, self.data.resolution, strict=True))
-        if any(crop) and not fits:
-            _fail(
-                "vae_train.crop",
-                f"{crop} is not a positive multiple of the VAE's {s}x compression within data.resolution "
-                f"{self.data.resolution}",
-                f"use multiples of {s} up to the resolution, or (0, 0) for whole frames",
-            )
+        for section in (self.vae_train, self.decoder_train):
+            _validate_clip(section.SECTION, section.frames, section.crop, self.autoencoder, self.data)
         step = self.autoencoder.temporal_compression
-        if (self.vae_train.frames - 1) % step:
-            _fail(
-                "vae_train.frames",
-                f"{self.vae_train.frames} frames is not 1 + {step}k (the causal VAE encodes frame 0 alone)",
-                f"use e.g. {1 + step * max(1, (self.vae_train.frames - 1) // step)}",
-            )
         if self.vae_train.context % step or (self.vae_train.context and self.vae_train.frames == 1):
             _fail(
                 "vae_train.context",
@@ -571,6 +650,28 @@ class Config:
                 f"context must be a multiple of {step} (whole latent frames) and the starts longer than 1",
                 f"use e.g. {step * max(1, self.vae_train.context // step)} with vae_train.frames=9, or 0",
             )
+
+
+def _validate_clip(
+    section: str, frames: int, crop: tuple[int, int], autoencoder: AutoencoderConfig, data: DataConfig
+) -> None:
+    """A VAE-side training section's clips: 1 + tk frames, crops on the VAE's grid within the frame."""
+    s = autoencoder.spatial_compression
+    fits = all(c % s == 0 and 0 < c <= r for c, r in zip(crop, data.resolution, strict=True))
+    if any(crop) and not fits:
+        _fail(
+            f"{section}.crop",
+            f"{crop} is not a positive multiple of the VAE's {s}x compression within data.resolution "
+            f"{data.resolution}",
+            f"use multiples of {s} up to the resolution, or (0, 0) for whole frames",
+        )
+    step = autoencoder.temporal_compression
+    if (frames - 1) % step:
+        _fail(
+            f"{section}.frames",
+            f"{frames} frames is not 1 + {step}k (the causal VAE encodes frame 0 alone)",
+            f"use e.g. {1 + step * max(1, (frames - 1) // step)}",
+        )
 
 
 def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:

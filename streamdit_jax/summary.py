@@ -8,8 +8,8 @@ from collections import defaultdict
 import jax
 from flax import nnx
 
-from streamdit_jax.autoencoder import VideoVAE
-from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig
+from streamdit_jax.autoencoder import TinyDecoder, VideoVAE
+from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, TinyDecoderConfig
 from streamdit_jax.model import abstract_model
 
 
@@ -43,6 +43,16 @@ def format_vae_summary(cfg: AutoencoderConfig, title: str = "VideoVAE") -> str:
         f"{cfg.spatial_compression}x space"
     )
     return "\n".join([head, *_table(module_table(nnx.state(vae, nnx.Param)))])
+
+
+def format_tiny_decoder_summary(cfg: TinyDecoderConfig, title: str = "TinyDecoder") -> str:
+    """The tiny decoder's per-module table followed by the line ``parameters: <int>``."""
+    decoder = nnx.eval_shape(lambda: TinyDecoder(cfg, rngs=nnx.Rngs(0)))
+    head = (
+        f"{title}: width {cfg.channels} halving over {cfg.stages} stages, {cfg.blocks} memory block(s) a "
+        f"stage, for the VAE of fingerprint {cfg.vae_fingerprint or '(none)'}"
+    )
+    return "\n".join([head, *_table(module_table(nnx.state(decoder, nnx.Param)))])
 
 
 def format_summary(model_cfg: ModelConfig, cfg: Config | None = None, title: str = "StreamDiT") -> str:

@@ -9,68 +9,43 @@ time; time enters through
   from chunk to chunk), and
 - temporal growth, a 1x1 convolution that turns each frame into 2 (twice for t = 4).
 
+A linear colour preview of the latents (a 1x1 convolution, zero at init; ``preview``) is upsampled
+bilinearly (or to nearest, or left out) and added before the output's tanh: the coarse colours are
+learnt at once, the convolutions learn the detail on top.
+
 Decoding a stream chunk by chunk while carrying the memories gives exactly the frames of decoding it
 whole (the first chunk drops the t - 1 frames before the causal first one). ``flops_per_frame`` counts
-its multiply-adds analytically.
+its multiply-adds analytically. It is distilled from one VAE (``decoder_training``) and records that
+VAE's :func:`vae_fingerprint`; :func:`restore_tiny_decoder` refuses it beside another VAE.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import math
+import hashlib
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from streamdit_jax.config import AutoencoderConfig
+from streamdit_jax.config import ConfigError, TinyDecoderConfig
 
 Cache = Any
-MIN_CHANNELS = 8
 
 
-@dataclasses.dataclass(frozen=True)
-class TinyDecoderConfig:
-    """The tiny decoder of a VAE: its latent layout (from the VAE's config) and its own width."""
-
-    latent_channels: int = 16
-    spatial_compression: int = 8
-    temporal_compression: int = 4
-    channels: int = 32  # the width at the latents' size; halved at every stage, down to MIN_CHANNELS
-    blocks: int = 1  # memory blocks per stage
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        from streamdit_jax.config import ConfigError
-
-        for name in ("spatial_compression", "temporal_compression"):
-            value = getattr(self, name)
-            if value < 1 or value & (value - 1):
-                raise ConfigError(f"tiny decoder {name} {value} is not a power of two. Fix: e.g. 8 or 4")
-        if self.temporal_compression > self.spatial_compression:
-            raise ConfigError("tiny decoder: temporal_compression > spatial_compression is not supported")
-        for name in ("latent_channels", "channels", "blocks"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"tiny decoder {name} {getattr(self, name)} < 1. Fix: a positive number")
-
-    @classmethod
-    def of(cls, vae: AutoencoderConfig, channels: int = 32, blocks: int = 1) -> TinyDecoderConfig:
-        return cls(vae.latent_channels, vae.spatial_compression, vae.temporal_compression, channels, blocks,
-                   vae.dtype)  # fmt: skip
-
-    @property
-    def stages(self) -> int:
-        """Stages, each doubling height and width; the last log2(t) also double time."""
-        return int(math.log2(self.spatial_compression))
-
-    def grows_time(self, stage: int) -> bool:
-        return stage >= self.stages - int(math.log2(self.temporal_compression))
-
-    def width(self, stage: int) -> int:
-        """Channels of stage ``stage`` (``stages``: after the last upsampling)."""
-        return max(self.channels >> stage, MIN_CHANNELS)
+def vae_fingerprint(vae) -> str:
+    """A short hash of what makes a VideoVAE's frames from latents: its latent statistics, post-quant
+    convolution and decoder weights. Two VAEs share it only if they decode identically."""
+    digest = hashlib.sha256()
+    for part in (vae.latents_mean, vae.latents_std, vae.post_quant_conv, vae.decoder):
+        for leaf in jax.tree.leaves(nnx.state(part) if isinstance(part, nnx.Module) else part[...]):
+            array = np.asarray(jax.device_get(leaf), np.float32)
+            digest.update(str(array.shape).encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()[:16]
 
 
 class Conv2d(nnx.Module):
@@ -134,11 +109,16 @@ class TinyDecoder(nnx.Module):
             [Conv2d(width(s), width(s + 1), rngs=rngs, dtype=dtype) for s in range(cfg.stages)]
         )
         self.conv_out = Conv2d(width(cfg.stages), 3, rngs=rngs, dtype=dtype)
+        # A linear colour preview of each latent pixel (zero at init), upsampled (``preview``) and added
+        # before the tanh: the coarse colours come at once and the convolutions learn the detail on top.
+        self.preview = Conv2d(cfg.latent_channels, 3, 1, rngs=rngs, dtype=dtype)
+        self.preview.kernel[...] = jnp.zeros_like(self.preview.kernel[...])
 
     def decode_chunk(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         """Frames of one chunk of a stream (``cache`` None for the first) and the memories for the next."""
         first = cache is None
         cache = cache or {}
+        preview = self.preview(latents)
         x = jax.nn.relu(self.conv_in(latents))
         new = {}
         for s in range(self.cfg.stages):
@@ -150,10 +130,22 @@ class TinyDecoder(nnx.Module):
                 x = self.grow[s](x).reshape(b, t, 2 * h, 2 * w, 2, c).transpose(0, 1, 4, 2, 3, 5)
                 x = x.reshape(b, 2 * t, 2 * h, 2 * w, c)
             x = jax.nn.relu(self.up_convs[s](x))
-        video = jnp.tanh(self.conv_out(x))
+        video = jnp.tanh(self.conv_out(x) + self._upsampled(preview))
         if first:  # the causal first latent frame is one video frame
             video = video[:, self.cfg.temporal_compression - 1 :]
         return video, new
+
+    def _upsampled(self, preview: jax.Array) -> jax.Array:
+        """The preview [B, F, h, w, 3] at the frames' size and count (0 with ``preview="none"``)."""
+        if self.cfg.preview == "none":
+            return jnp.zeros((), preview.dtype)
+        b, f, h, w, _ = preview.shape
+        s = self.cfg.spatial_compression
+        if self.cfg.preview == "bilinear":  # smooth: no s x s blocks
+            preview = jax.image.resize(preview, (b, f, h * s, w * s, 3), "linear")
+        else:
+            preview = jnp.repeat(jnp.repeat(preview, s, axis=2), s, axis=3)
+        return jnp.repeat(preview, self.cfg.temporal_compression, axis=1)
 
     def decode(self, latents: jax.Array) -> jax.Array:
         """Video [B, 1 + t(F - 1), H, W, 3] in [-1, 1] from normalised latents [B, F, h, w, C]."""
@@ -190,10 +182,15 @@ class TinyStreamingDecoder:
 
 def flops_per_frame(cfg: TinyDecoderConfig, latent_hw: tuple[int, int]) -> float:
     """2 x the multiply-adds of the convolutions per output video frame in steady state (t frames per
-    latent frame), at latent size (h, w). Activations, upsampling and reshapes are not counted."""
+    latent frame), at latent size (h, w), and of the preview's bilinear resize (a matmul along each axis
+    a channel). Activations, nearest upsampling and reshapes are not counted."""
     h, w = latent_hw
     conv = lambda pixels, k, cin, cout: 2 * pixels * k * k * cin * cout
-    total = conv(h * w, 3, cfg.latent_channels, cfg.width(0))  # per latent frame
+    up = cfg.spatial_compression
+    resize = 2 * 3 * (up * h * h * w + up * h * up * w * w)  # [H, h] @ [h, w], then [H, w] @ [w, W]
+    preview = 0 if cfg.preview == "none" else conv(h * w, 1, cfg.latent_channels, 3)
+    preview += resize if cfg.preview == "bilinear" else 0
+    total = conv(h * w, 3, cfg.latent_channels, cfg.width(0)) + preview
     frames = 1  # frames per latent frame at the current stage
     for s in range(cfg.stages):
         c, pixels = cfg.width(s), h * w * 4**s
@@ -205,3 +202,44 @@ def flops_per_frame(cfg: TinyDecoderConfig, latent_hw: tuple[int, int]) -> float
         total += frames * conv(pixels, 3, c, cfg.width(s + 1))
     total += frames * conv(pixels, 3, cfg.width(cfg.stages), 3)
     return total / cfg.temporal_compression
+
+
+def check_distilled_from(
+    cfg: TinyDecoderConfig, vae, source: str | Path, vae_source: str | Path = "the VAE"
+) -> None:
+    """A ConfigError unless the tiny decoder ``cfg`` (from ``source``) was distilled from ``vae``."""
+    layout = (vae.cfg.latent_channels, vae.cfg.spatial_compression, vae.cfg.temporal_compression)
+    if (cfg.latent_channels, cfg.spatial_compression, cfg.temporal_compression) != layout:
+        raise ConfigError(
+            f"the tiny decoder in {source} decodes latents of (channels, spatial, temporal compression) "
+            f"{(cfg.latent_channels, cfg.spatial_compression, cfg.temporal_compression)}, {vae_source} makes "
+            f"{layout}. Fix: train one for this VAE (streamdit train-decoder --vae VAE_DIR)"
+        )
+    fingerprint = vae_fingerprint(vae)
+    if cfg.vae_fingerprint != fingerprint:
+        raise ConfigError(
+            f"the tiny decoder in {source} was trained for another VAE (fingerprint {cfg.vae_fingerprint!r}; "
+            f"{vae_source} has {fingerprint!r}). Fix: pass the tiny decoder trained for this VAE, or train "
+            "one: streamdit train-decoder --config PRESET --vae VAE_DIR --workdir DIR"
+        )
+
+
+def restore_tiny_decoder(directory: str | Path, vae=None, vae_source: str | Path = "the VAE") -> TinyDecoder:
+    """The tiny decoder of a ``train-decoder`` checkpoint (EMA weights); with ``vae``, checked to be the
+    one distilled from it (:func:`check_distilled_from`) before anything is built."""
+    from streamdit_jax.checkpoint import expect_kind, latest_step, restore_config, restore_tree
+
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(
+            f"tiny decoder {directory} does not exist. Fix: pass --tiny-decoder DIR, a `streamdit "
+            "train-decoder` work dir"
+        )
+    step = latest_step(directory)
+    cfg = restore_config(directory, step)
+    expect_kind(cfg, TinyDecoderConfig, directory)
+    if vae is not None:
+        check_distilled_from(cfg, vae, directory, vae_source)
+    graphdef, abstract = nnx.split(nnx.eval_shape(lambda: TinyDecoder(cfg, rngs=nnx.Rngs(0))))
+    local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    restore_tree(directory, step, abstract, jax.tree.map(lambda _: local, abstract), ema=True)
+    return nnx.merge(graphdef, jax.tree.map(lambda x: jax.device_put(np.asarray(x)), abstract))

@@ -9,7 +9,7 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.autoencoder.vae import VideoVAE
-from streamdit_jax.config import Config, VAETrainConfig
+from streamdit_jax.config import Config, DecoderTrainConfig, VAETrainConfig
 from streamdit_jax.data import pipeline
 from streamdit_jax.data.shapes import ShapesDataset
 from streamdit_jax.sharding import axes
@@ -21,13 +21,32 @@ def psnr(reconstruction: jax.Array, video: jax.Array) -> jax.Array:
     return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
 
 
-def reconstruction_error(reconstruction: jax.Array, video: jax.Array, cfg: VAETrainConfig) -> jax.Array:
-    """Mean per-pixel error (squared or absolute), each pixel weighted by 1 + object_weight * saturation."""
+def reconstruction_error(
+    reconstruction: jax.Array, video: jax.Array, cfg: VAETrainConfig | DecoderTrainConfig
+) -> jax.Array:
+    """Mean per-pixel error (``cfg.reconstruction``: squared or absolute), each pixel weighted by 1 +
+    ``cfg.object_weight`` * saturation of ``video``."""
     difference = reconstruction - video
     error = jnp.square(difference) if cfg.reconstruction == "mse" else jnp.abs(difference)
     saturation = (jnp.max(video, axis=-1, keepdims=True) - jnp.min(video, axis=-1, keepdims=True)) / 2.0
     weight = 1.0 + cfg.object_weight * saturation
     return jnp.mean(weight * error) / jnp.mean(weight)
+
+
+def object_crop(example: dict, crop: tuple[int, int], seed: int, position: int) -> np.ndarray:
+    """A ``crop`` (height, width) of a shapes clip around one of its objects (at a random frame, up to a
+    quarter of the crop off centre), drawn from (seed, position): reproducible on resume. (0, 0) or the
+    whole frame: the clip itself."""
+    video = example["video"]
+    (h, w), (height, width) = crop, video.shape[1:3]
+    if not h or (h, w) == (height, width):
+        return video
+    rng = np.random.default_rng([seed, position])
+    factors = example["factors"]
+    frame, slot = rng.integers(len(video)), rng.choice(np.flatnonzero(factors["present"]))
+    centre = factors["position"][frame, slot] * (height, width) + rng.uniform(-0.25, 0.25, 2) * (h, w)
+    y, x = np.clip(np.round(centre - (h / 2, w / 2)).astype(int), 0, (height - h, width - w))
+    return video[:, y : y + h, x : x + w]
 
 
 @nnx.jit
@@ -102,18 +121,7 @@ class VAETask:
         return {"video": example["video"]}
 
     def _cropped(self, example: dict, position: int) -> dict[str, np.ndarray]:
-        """A ``vae_train.crop`` of the clip around one of its objects (at a random frame, up to a quarter
-        of the crop off centre), drawn from (seed, position): reproducible on resume."""
-        video = example["video"]
-        (h, w), (height, width) = self.cfg.vae_train.crop, video.shape[1:3]
-        if not h or (h, w) == (height, width):
-            return {"video": video}
-        rng = np.random.default_rng([self.cfg.seed, position])
-        factors = example["factors"]
-        frame, slot = rng.integers(len(video)), rng.choice(np.flatnonzero(factors["present"]))
-        centre = factors["position"][frame, slot] * (height, width) + rng.uniform(-0.25, 0.25, 2) * (h, w)
-        y, x = np.clip(np.round(centre - (h / 2, w / 2)).astype(int), 0, (height - h, width - w))
-        return {"video": video[:, y : y + h, x : x + w]}
+        return {"video": object_crop(example, self.cfg.vae_train.crop, self.cfg.seed, position)}
 
     def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
         return pipeline.train_batches(self.train_source, self._cropped, batch_size, seed, process, processes)

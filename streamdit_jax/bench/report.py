@@ -29,6 +29,8 @@ def table_rows(result: dict, preset: str, command: str) -> list[str]:
         rows = []
         for mode, r in result["modes"].items():
             label = f"stream ({scheme}), cfg {result['cfg_scale']:g}, {result['dtype']}, {mode}"
+            if mode == "decoded":
+                label += f" ({result.get('decoder', 'full')} decoder)"
             first = f"{r['first_frame_s']:.2f} (cold {result['cold_first_frame_s']:.1f})"
             fps, peak, mfu = f"{r['video_fps']:.1f}", f"{result['peak_gib']:.2f}", f"{100 * r['mfu']:.1f}%"
             rows.append(_row(*head, label, _ms(r["step_ms"]), fps, first, peak, mfu, cmd))

@@ -2,10 +2,11 @@
 
 Random weights (speed does not depend on them) and a stand-in text encoder. Two modes: ``latents``
 (the DiT alone: each emitted chunk is waited for on the device) and ``decoded`` (uint8 frames in hand,
-the VAE decoding on the Streamer's thread). Each mode streams ``warmup + steps`` chunks; the step time
-is the interval between consecutive chunks after the warm-up. The first frame is timed twice: in the
-process's first stream (compilation included) and in a fresh stream once everything is compiled
-(start-up included: the denoising of the first buffer, then the first step).
+decoded on the Streamer's thread by the VAE's decoder or, with ``decoder="tiny"``, the tiny one). Each
+mode streams ``warmup + steps`` chunks; the step time is the interval between consecutive chunks after
+the warm-up. The first frame is timed twice: in the process's first stream (compilation included) and
+in a fresh stream once everything is compiled (start-up included: the denoising of the first buffer,
+then the first step).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder.decoder_training import tiny_decoder_config
+from streamdit_jax.autoencoder.tiny import TinyDecoder
 from streamdit_jax.bench.common import (
     RandomText,
     device_info,
@@ -31,18 +34,25 @@ from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import init_params, single_device_mesh
 from streamdit_jax.stream import Streamer, StreamModel
+from streamdit_jax.stream.model import check_decoder
 
 MODES = ("latents", "decoded")
 PROMPT = "a red circle moves to the right"
 
 
-def random_stream_model(cfg: Config, seed: int = 0) -> StreamModel:
-    """A StreamModel of ``cfg`` on one device with random weights, a random VAE and :class:`RandomText`."""
+def random_stream_model(cfg: Config, seed: int = 0, decoder: str = "full") -> StreamModel:
+    """A StreamModel of ``cfg`` on one device with random weights, a random VAE, :class:`RandomText`
+    and, with ``decoder="tiny"``, a random tiny decoder of ``decoder_train``'s width."""
+    check_decoder(decoder, "random weights" if decoder == "tiny" else None)
     mesh = single_device_mesh()
     graphdef, params = init_params(cfg.model, jax.random.key(seed), mesh, cfg.mesh.rules)
     vae = nnx.jit(lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(seed)))()
     text = RandomText(cfg.model.text_width, cfg.text.max_length)
-    return StreamModel(cfg, graphdef, perturbed(params, seed=seed), vae, text, mesh)
+    tiny = None
+    if decoder == "tiny":
+        tiny = nnx.jit(lambda: TinyDecoder(tiny_decoder_config(cfg), rngs=nnx.Rngs(seed)))()
+    params = perturbed(params, seed=seed)
+    return StreamModel(cfg, graphdef, params, vae, text, mesh, tiny, "random weights" if tiny else "")
 
 
 def _chunks(streamer: Streamer, mode: str):
@@ -72,8 +82,10 @@ def bench_rollout(
     warmup: int = 5,
     modes: tuple[str, ...] = MODES,
     peak_tflops: float | None = None,
+    decoder: str = "full",
 ) -> dict:
-    """Times the stream of ``cfg`` under ``scheme`` (default: the config's) in each of ``modes``."""
+    """Times the stream of ``cfg`` under ``scheme`` (default: the config's) in each of ``modes``, frames
+    made by the ``decoder`` ("full" or "tiny")."""
     unknown = set(modes) - set(MODES)
     if unknown:
         raise ConfigError(f"unknown rollout modes {sorted(unknown)}. Fix: choose among {MODES}")
@@ -85,7 +97,7 @@ def bench_rollout(
     peak, peak_source = peak_throughput(peak_tflops)
     flops = rollout_step_flops(cfg, scheme, scale)
     process_start = time.perf_counter()  # the cold first frame counts from here: build, compile, start
-    model = random_stream_model(cfg)
+    model = random_stream_model(cfg, decoder=decoder)
     frames_per_chunk = model.vae.cfg.temporal_compression * scheme.chunk_frames
     results: dict = {}
     cold_first_frame = None
@@ -127,5 +139,6 @@ def bench_rollout(
         "warmup": warmup,
         "steps": steps,
         "weights": "random",
+        "decoder": decoder,
         "modes": results,
     }

@@ -162,10 +162,11 @@ def run_eval(
     progress: bool = False,
     startup: StartUp = (None, None),
 ) -> dict:
-    """Streams and scores every prompt; writes eval.json, eval.md and PNG plots into ``out_dir``, and
-    each stream as ``<name>.mp4`` into ``video_dir`` when given. Held-out prompts are also scored on
-    their scenes' true videos (``truth_summary``): the metrics' ceilings. ``startup`` is the start-up's
-    (micro-steps, CFG scale), each None for the checkpoint's ``rollout`` settings."""
+    """Streams and scores every prompt; writes eval.json (which records the decoder that made the
+    frames), eval.md and PNG plots into ``out_dir``, and each stream as ``<name>.mp4`` into
+    ``video_dir`` when given. Held-out prompts are also scored on their scenes' true videos
+    (``truth_summary``): the metrics' ceilings. ``startup`` is the start-up's (micro-steps, CFG scale),
+    each None for the checkpoint's ``rollout`` settings."""
     from tqdm import tqdm
 
     from streamdit_jax.stream.video import VideoSink
@@ -185,7 +186,13 @@ def run_eval(
     summary = summarise(results)
     truths = {name: r["truth"] for name, r in results.items() if r["truth"] is not None}
     truth_summary = summarise(truths) if truths else None
-    report = {"summary": summary, "truth_summary": truth_summary, "seconds": seconds, "streams": results}
+    report = {
+        "summary": summary,
+        "truth_summary": truth_summary,
+        "seconds": seconds,
+        **model.decoder_record(),  # what made the frames
+        "streams": results,
+    }
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
     (out / "eval.md").write_text(markdown(summary, results, truth_summary))
     plot(results, strips, out)

@@ -1,8 +1,9 @@
 """StreamModel: what a stream restores from a checkpoint (config, transformer on a mesh, VAE, text encoder).
 
 Shared by the CLI's ``stream`` and ``eval``, the studio server and the benchmarks. Restoring for
-inference reads the run config, the transformer's parameters and the VAE checkpoint named by
-``data.vae``; it builds no training object (no task, optimizer or dataset).
+inference reads the run config, the transformer's parameters, the VAE checkpoint named by ``data.vae``
+and, with ``decoder="tiny"``, the tiny decoder distilled from that VAE; it builds no training object
+(no task, optimizer or dataset).
 """
 
 from __future__ import annotations
@@ -18,12 +19,28 @@ from jax.sharding import Mesh
 
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.autoencoder import VideoVAE, restore_matching_vae
+from streamdit_jax.autoencoder.tiny import TinyDecoder, restore_tiny_decoder
 from streamdit_jax.config import Config, ConfigError, MeshConfig
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import restore_params
 from streamdit_jax.sharding import make_mesh
 from streamdit_jax.stream.rollout import Rollout
 from streamdit_jax.text import TextEncoder
+
+DECODERS = ("full", "tiny")
+
+
+def check_decoder(decoder: str, tiny_decoder: str | Path | None) -> None:
+    """A ConfigError unless ``decoder`` is "full" (the VAE's decoder) or "tiny" with a checkpoint."""
+    if decoder not in DECODERS:
+        raise ConfigError(f"decoder {decoder!r} is not one of {DECODERS}. Fix: --decoder full or tiny")
+    if decoder == "tiny" and not tiny_decoder:
+        raise ConfigError(
+            "--decoder tiny needs the tiny decoder's checkpoint. Fix: pass --tiny-decoder DIR (made by "
+            "`streamdit train-decoder --vae VAE_DIR`)"
+        )
+    if decoder == "full" and tiny_decoder:
+        raise ConfigError(f"--tiny-decoder {tiny_decoder} came with the full decoder. Fix: --decoder tiny")
 
 
 def stream_vae(cfg: Config) -> VideoVAE:
@@ -38,7 +55,8 @@ def stream_vae(cfg: Config) -> VideoVAE:
 
 @dataclasses.dataclass
 class StreamModel:
-    """Everything a stream needs: the run's config, the transformer on its mesh, the VAE, the text encoder.
+    """Everything a stream needs: the run's config, the transformer on its mesh, the VAE, the text encoder
+    and, when frames are made by it, the tiny decoder (``tiny_decoder``; None: the VAE's decoder).
 
     Its compiled rollouts are shared by every Streamer of the model (one compilation per scheme)."""
 
@@ -48,7 +66,23 @@ class StreamModel:
     vae: VideoVAE
     text_encoder: TextEncoder
     mesh: Mesh
+    tiny_decoder: TinyDecoder | None = None
+    tiny_decoder_path: str = ""
     _rollouts: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def decoder(self) -> str:
+        """Which decoder makes the frames: "full" or "tiny"."""
+        return "full" if self.tiny_decoder is None else "tiny"
+
+    def decoder_record(self) -> dict[str, str]:
+        """What made the frames, for reports: the decoder, the VAE and the tiny decoder's checkpoint."""
+        return {"decoder": self.decoder, "vae": self.cfg.data.vae, "tiny_decoder": self.tiny_decoder_path}
+
+    def streaming_decoder(self):
+        """A fresh streaming decoder of the decoder that makes the frames (``step(latents) -> frames``)."""
+        source = self.vae if self.tiny_decoder is None else self.tiny_decoder
+        return source.streaming_decoder()
 
     def rollout(self, scheme: Scheme, startup_micro_steps: int | None = None) -> Rollout:
         """The jitted rollout of ``scheme`` (with that start-up), shared by every Streamer of this model
@@ -89,13 +123,18 @@ class StreamModel:
         mesh_shape: Sequence[int] = (1, 1, 1, 1),
         ema: bool = True,
         step: int | None = None,
+        decoder: str = "full",
+        tiny_decoder: str | Path | None = None,
     ) -> StreamModel:
         """A training or distillation checkpoint's weights (EMA by default) on a mesh of the first
         ``prod(mesh_shape)`` devices, whatever mesh trained it. ``config`` defaults to the run config
         saved with the checkpoint (needed for checkpoints without one, e.g. ``convert``'s); ``vae``
-        defaults to that config's ``data.vae``."""
+        defaults to that config's ``data.vae``. ``decoder="tiny"`` makes frames with the tiny decoder
+        of ``tiny_decoder``, which must have been distilled from that VAE (checked before the
+        transformer is restored)."""
         from streamdit_jax.text import build_encoder
 
+        check_decoder(decoder, tiny_decoder)
         step = ckpt.latest_step(checkpoint) if step is None else step
         config = cls.load_config(checkpoint, config, step)
         if vae is not None:
@@ -112,9 +151,12 @@ class StreamModel:
                 "choose a smaller --mesh"
             )
         vae_model = stream_vae(config)
+        tiny = None if decoder == "full" else restore_tiny_decoder(tiny_decoder, vae_model, config.data.vae)
         mesh = make_mesh(MeshConfig(shape=tuple(mesh_shape), rules=config.mesh.rules), jax.devices()[:size])
         shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
         _, graphdef, params = restore_params(
             checkpoint, mesh, config.mesh.rules, step, model_overrides=shape_free, ema=ema
         )
-        return cls(config, graphdef, params, vae_model, build_encoder(config.text), mesh)
+        text_encoder = build_encoder(config.text)
+        path = str(Path(tiny_decoder).resolve()) if tiny else ""
+        return cls(config, graphdef, params, vae_model, text_encoder, mesh, tiny, path)

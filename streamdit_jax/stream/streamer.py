@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.flow import Scheme
-from streamdit_jax.stream.model import StreamModel
+from streamdit_jax.stream.model import StreamModel, check_decoder
 from streamdit_jax.stream.rollout import Conditioning, StreamState
 from streamdit_jax.stream.video import InputVideo, LiveInput
 
@@ -82,8 +82,9 @@ class Streamer:
     chunks the DiT runs ahead of the decoder; with ``paced`` the owner dispatches a step only when a
     consumer asked for it (:meth:`request`), so that live commands reach the earliest chunk. ``close()``
     (or leaving the ``with`` block) stops the owner thread and frees the stream's device arrays.
-    ``config``, ``vae``, ``mesh_shape`` and ``ema`` go to :meth:`StreamModel.restore` when ``model`` is a
-    checkpoint directory; every argument is checked before the model is restored or anything compiled.
+    ``config``, ``vae``, ``mesh_shape``, ``ema``, ``decoder`` and ``tiny_decoder`` go to
+    :meth:`StreamModel.restore` when ``model`` is a checkpoint directory (a StreamModel brings its own
+    decoder); every argument is checked before the model is restored or anything compiled.
     """
 
     def __init__(
@@ -103,6 +104,8 @@ class Streamer:
         vae: str | Path | None = None,
         mesh_shape: Sequence[int] = (1, 1, 1, 1),
         ema: bool = True,
+        decoder: str = "full",
+        tiny_decoder: str | Path | None = None,
         lookahead: int = LOOKAHEAD,
         paced: bool = False,
         keep_alive: bool = False,
@@ -132,7 +135,10 @@ class Streamer:
             input_video = InputVideo(input_video, cfg)
         self.input = input_video
         if not isinstance(model, StreamModel):
-            model = StreamModel.restore(model, cfg, vae, mesh_shape, ema)
+            check_decoder(decoder, tiny_decoder)
+            model = StreamModel.restore(
+                model, cfg, vae, mesh_shape, ema, decoder=decoder, tiny_decoder=tiny_decoder
+            )
         self.model = model
         self.seed, self.fps = int(seed), cfg.data.fps
         self.lookahead, self.paced, self.keep_alive = lookahead, paced, keep_alive
@@ -414,7 +420,7 @@ class Streamer:
             self._emit(_END)
 
     def _run_once(self) -> None:
-        decoder = self.model.vae.streaming_decoder()
+        decoder = self.model.streaming_decoder()
         first_frame = 0
 
         def decode(latents: jax.Array) -> np.ndarray:

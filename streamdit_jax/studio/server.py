@@ -158,6 +158,7 @@ class Studio:
             "type": "ready",
             "session": session_id,
             "checkpoint": self.options.checkpoint,
+            "decoder": self.model.decoder,
             "resolution": list(cfg.data.resolution),
             "fps": cfg.data.fps,
             "frames_per_chunk": self.model.vae.cfg.temporal_compression * cfg.scheme[2],

@@ -84,8 +84,8 @@
     const canvas = $("video");
     canvas.width = w;
     canvas.height = h;
-    $("checkpoint").textContent = m.checkpoint;
-    $("checkpoint").title = m.checkpoint;
+    $("checkpoint").textContent = `${m.checkpoint} · ${m.decoder} decoder`;
+    $("checkpoint").title = `${m.checkpoint}, frames made by the ${m.decoder} decoder`;
     $("prompt").placeholder = `describe the video (≤ ${m.max_prompt_tokens} tokens), press Enter`;
     $("cfg").value = m.cfg_scale;
     fillSteps(m.micro_steps_choices, m.scheme[3]);
