@@ -1,14 +1,15 @@
 """streamdit_4b: the paper's 4B StreamDiT at 512x512 (16-latent-frame buffer, 32x32 tokens per frame).
 
 Variants: 'distilled' (s = 1, no CFG: one forward pass per emitted chunk), 'cudnn' (cuDNN attention),
-'res=N' (square resolution in pixels).
+'res=N' (square resolution in pixels), 'finetune,stage=S' (the paper's streaming fine-tuning stage S of 3:
+config.PAPER_STAGES, docs/training.md).
 """
 
-from streamdit_jax.config import base_config, parse_arg
+from streamdit_jax.config import base_config, paper_stage, parse_arg
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, distilled=False, cudnn=False, res=512)
+    arg = parse_arg(arg, distilled=False, cudnn=False, res=512, finetune=False, stage=1)
     c = base_config()
     c.model.width = 3072
     c.model.num_heads = 24
@@ -37,4 +38,6 @@ def get_config(arg=None):
     c.optimizer.learning_rate = 1e-4
     c.optimizer.warmup_steps = 1000
     c.mesh.shape = (1, -1, 1, 1)
+    if arg.finetune:
+        paper_stage(c, arg.stage)
     return c

@@ -1,13 +1,15 @@
 """wan2_1_1_3b: the Wan 2.1 T2V 1.3B transformer's shape at 832x480, with Wan's full attention.
 
-Variants: 'cudnn' (cuDNN attention), 'window' (quarter-space windows (16, 15, 26) instead of full attention).
+Variants: 'cudnn' (cuDNN attention), 'window' (quarter-space windows (16, 15, 26) instead of full attention),
+'streamdit,stage=S' (fine-tuning converted Wan 2.1 1.3B weights into a StreamDiT: the paper's stage S of 3,
+config.PAPER_STAGES, docs/training.md).
 """
 
-from streamdit_jax.config import base_config, parse_arg
+from streamdit_jax.config import base_config, paper_stage, parse_arg
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, cudnn=False, window=False)
+    arg = parse_arg(arg, cudnn=False, window=False, streamdit=False, stage=1)
     c = base_config()
     c.model.width = 1536
     c.model.num_heads = 12
@@ -31,4 +33,6 @@ def get_config(arg=None):
     c.rollout.micro_steps = 16
     c.rollout.cfg_scale = 5.0
     c.mesh.shape = (1, -1, 1, 1)
+    if arg.streamdit:
+        paper_stage(c, arg.stage)
     return c

@@ -121,19 +121,32 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     )
 
 
+def _with_init(cfg, section: str, init: str | None):
+    """``cfg`` with ``--init`` (when given) as ``<section>.init``: the run config records where it started."""
+    import dataclasses
+
+    if not init:
+        return cfg
+    train_cfg = dataclasses.replace(getattr(cfg, section), init=str(init))
+    return dataclasses.replace(cfg, **{section: train_cfg})
+
+
 def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Trains the StreamDiT with buffered flow matching on the config's data and mesh."""
     import jax
 
     from streamdit_jax.data.training import on_the_fly_encoders
+    from streamdit_jax.model import initial_params
     from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
     from streamdit_jax.train.flow_task import FlowTask
 
-    cfg = _load_config(args, overrides)
+    cfg = _with_init(_load_config(args, overrides), "train", args.init)
     mesh = make_mesh(cfg.mesh)
+    initial = initial_params(cfg.train.init, cfg.model, mesh, cfg.mesh.rules) if cfg.train.init else None
+    start = f"from {cfg.train.init}" if cfg.train.init else "from a fresh init"
     _print(
-        f"training {args.config} on {jax.device_count()} {jax.devices()[0].platform} devices in "
+        f"training {args.config} {start} on {jax.device_count()} {jax.devices()[0].platform} devices in "
         f"{jax.process_count()} processes, mesh {dict(mesh.shape)}; data: {cfg.data.source}"
     )
     vae, text_encoder = on_the_fly_encoders(cfg)
@@ -147,6 +160,7 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         run_config=cfg,
         seed=cfg.seed,
         resume=args.resume,
+        initial=initial,
     )
     with trainer:
         summary = trainer.run()
@@ -162,11 +176,17 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Trains the preset's video VAE on shapes clips; the checkpoint restores with autoencoder.restore_vae."""
+    from flax import nnx
+
+    from streamdit_jax.autoencoder import restore_matching_vae
     from streamdit_jax.autoencoder.training import VAETask
     from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
 
-    cfg = _load_config(args, overrides)
+    cfg = _with_init(_load_config(args, overrides), "vae_train", args.init)
+    initial = None
+    if cfg.vae_train.init:  # a VAE checkpoint of this preset's autoencoder (e.g. a converted Wan VAE)
+        initial = nnx.state(restore_matching_vae(cfg.vae_train.init, cfg.autoencoder), nnx.Param)
     trainer = Trainer(
         VAETask(cfg),
         cfg.vae_train,
@@ -178,6 +198,7 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         section="vae_train",
         seed=cfg.seed,
         resume=args.resume,
+        initial=initial,
     )
     with trainer:
         summary = trainer.run()
@@ -654,12 +675,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--workdir", required=True, help="checkpoints, TensorBoard, metrics.jsonl")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.add_argument(
+        "--init", help="start from this transformer checkpoint's weights (e.g. a converted Wan 2.1)"
+    )
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("train-vae", help="train the preset's video VAE on the shapes data")
     _add_config_args(p)
     p.add_argument("--workdir", required=True, help="where checkpoints and TensorBoard logs go")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --workdir")
+    p.add_argument("--init", help="start from this VAE checkpoint's weights (e.g. a converted Wan VAE)")
     p.set_defaults(fn=cmd_train_vae)
 
     p = sub.add_parser("eval-vae", help="held-out PSNR of a VAE checkpoint (and a reconstruction strip)")

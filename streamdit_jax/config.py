@@ -364,6 +364,9 @@ class TrainConfig:
     log_every: int = 10
     eval_every: int = 250
     eval_batches: int = 2
+    # A checkpoint whose parameters a new run starts from (`--init`; train: a transformer's, train-vae: a
+    # VAE's); "" starts from a fresh init. Saved with the run config: a run records where it started.
+    init: str = ""
 
     SECTION: typing.ClassVar[str] = "train"  # where the Config holds it (for error messages)
 
@@ -493,6 +496,12 @@ class DistillConfig(TrainConfig):
         _check_range("distill.teacher_micro_steps", self.teacher_micro_steps, 1)
         _check_range("distill.cfg_scale", self.cfg_scale, 0.0)
         _check_range("distill.rollout_share", self.rollout_share, 0.0, 1.0)
+        if self.init:
+            _fail(
+                "distill.init",
+                "a student starts from its teacher's weights",
+                "leave it empty; pass --teacher",
+            )
 
 
 DATA_SOURCES = ("shapes", "videos", "latents")
@@ -789,6 +798,28 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
     """A ConfigDict holding every field of :class:`Config` at its default; presets start from it."""
     return ml_collections.ConfigDict(Config().to_dict())
+
+
+# The paper's three streaming fine-tuning stages (StreamDiT §5.1), each 10K iterations: (the data set the
+# stage trains on, its learning rate).
+PAPER_STAGES = {
+    1: ("high-quality set", 1e-4), 2: ("large pretraining set", 1e-5), 3: ("high-quality set", 1e-5)
+}  # fmt: skip
+
+
+def paper_stage(c: ml_collections.ConfigDict, stage: int) -> None:
+    """Sets a preset ConfigDict to stage ``stage`` (1, 2 or 3) of :data:`PAPER_STAGES`: 10K steps at the
+    stage's learning rate (a 1,000-step warm-up in stage 1 only) with the chunk mixture {1, 2, 4, 8, 16}
+    and a uniform (text-to-video) share of 0.1. The data and the start (``--init``: the converted model,
+    then the previous stage's run) come from the command line; docs/training.md walks through it."""
+    if stage not in PAPER_STAGES:
+        raise ConfigError(f"variant stage={stage}: the paper has stages {sorted(PAPER_STAGES)}. Fix: stage=1")
+    c.train.steps = 10_000
+    c.optimizer.learning_rate = PAPER_STAGES[stage][1]
+    c.optimizer.warmup_steps = 1000 if stage == 1 else 0
+    c.buffer.chunk_sizes = (1, 2, 4, 8, 16)
+    c.buffer.chunk_weights = (1.0,) * 5
+    c.buffer.uniform_share = 0.1  # INFERRED: the 30B appendix's "T2V mix ratio" (0.1 to 0.5)
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -142,3 +142,18 @@ def test_mesh_with_minus_one_takes_the_remaining_devices():
     cfg = load("tiny", ["mesh.shape=(2,-1,1,2)"], num_devices=8)
     assert cfg.mesh.resolved_shape(8) == (2, 2, 1, 2)
     assert math.prod(cfg.mesh.resolved_shape(16)) == 16
+
+
+@pytest.mark.parametrize("preset", ["streamdit_4b:finetune", "wan2_1_1_3b:streamdit"])
+def test_the_papers_fine_tuning_stages_are_presets(preset):
+    from streamdit_jax.config import PAPER_STAGES
+
+    plain = load(preset.split(":")[0], num_devices=8)
+    for stage, (_, learning_rate) in PAPER_STAGES.items():
+        cfg = load(f"{preset},stage={stage}", num_devices=8)
+        assert cfg.optimizer.learning_rate == learning_rate and cfg.train.steps == 10_000
+        assert cfg.buffer.chunk_sizes == (1, 2, 4, 8, 16) and cfg.buffer.uniform_share == 0.1
+        assert cfg.model == plain.model  # the same transformer: the previous stage's run is the next --init
+    assert load(f"{preset},stage=2", num_devices=8).optimizer.warmup_steps == 0
+    with pytest.raises(ConfigError, match="has stages"):
+        load(f"{preset},stage=4", num_devices=8)

@@ -34,11 +34,11 @@ def _latents_and_frames(
     return jax.lax.stop_gradient(latents), jax.lax.stop_gradient(frames)
 
 
-def tiny_decoder_config(cfg: Config, vae_fingerprint: str = "") -> TinyDecoderConfig:
+def tiny_decoder_config(cfg: Config, fingerprint: str = "") -> TinyDecoderConfig:
     """The tiny decoder ``decoder_train`` trains, for the preset's VAE (of that fingerprint)."""
     tc = cfg.decoder_train
     return TinyDecoderConfig.of(cfg.autoencoder, channels=tc.channels, blocks=tc.blocks, preview=tc.preview,
-                                vae_fingerprint=vae_fingerprint)  # fmt: skip
+                                vae_fingerprint=fingerprint)  # fmt: skip
 
 
 class DecoderTask:

@@ -9,7 +9,7 @@ from streamdit_jax.model.functional import (
     param_shardings,
     single_device_mesh,
 )
-from streamdit_jax.model.restore import restore_params
+from streamdit_jax.model.restore import initial_params, restore_params
 
 __all__ = [
     "StreamDiT",
@@ -17,6 +17,7 @@ __all__ = [
     "apply",
     "count_params",
     "init_params",
+    "initial_params",
     "param_shardings",
     "restore_params",
     "single_device_mesh",

@@ -47,3 +47,42 @@ def restore_params(
     shardings = param_shardings(abstract, mesh or single_device_mesh(), rules)
     restore_tree(directory, step, abstract, shardings, ema)
     return model_cfg, graphdef, abstract
+
+
+def initial_params(
+    directory: str | Path, model_cfg: ModelConfig, mesh: Mesh, rules: Sequence[tuple]
+) -> nnx.State:
+    """The parameters of a transformer checkpoint (a converted Wan model, another run's EMA weights) that
+    a new run of ``model_cfg`` starts from (``streamdit train --init``), on ``mesh``.
+
+    The checkpoint must hold ``model_cfg``'s transformer up to the fields that leave parameters as they
+    are (``SHAPE_FREE_FIELDS``: window, dtype, param_dtype, attention, remat, which the config sets);
+    otherwise a ConfigError lists every field that differs. Checked from the checkpoint's JSON before
+    any array is read or anything compiled.
+    """
+    from streamdit_jax.config import ConfigError
+
+    if not Path(directory).is_dir():
+        raise FileNotFoundError(
+            f"--init {directory} does not exist. Fix: pass a transformer checkpoint (`streamdit convert "
+            "wan-transformer`, `train` or `distill` output)"
+        )
+    saved = restore_config(directory)
+    if not isinstance(saved, ModelConfig):
+        raise ConfigError(
+            f"--init {directory} holds a {type(saved).__name__} checkpoint, not a transformer's. Fix: pass a "
+            "transformer checkpoint (`streamdit convert wan-transformer`, `train` or `distill` output)"
+        )
+    differ = [
+        f"model.{f.name}: checkpoint {getattr(saved, f.name)!r}, config {getattr(model_cfg, f.name)!r}"
+        for f in dataclasses.fields(ModelConfig)
+        if f.name not in SHAPE_FREE_FIELDS and getattr(saved, f.name) != getattr(model_cfg, f.name)
+    ]
+    if differ:
+        raise ConfigError(
+            f"--init {directory}: its transformer differs from the config's in\n  " + "\n  ".join(differ)
+            + f"\nFix: set these in the config (e.g. --config.{differ[0].split(':')[0]}=...), or start from "
+            f"another checkpoint. Only {sorted(SHAPE_FREE_FIELDS)} may differ"
+        )  # fmt: skip
+    shape_free = {name: getattr(model_cfg, name) for name in SHAPE_FREE_FIELDS}
+    return restore_params(directory, mesh, rules, model_overrides=shape_free)[2]
