@@ -14,6 +14,9 @@ ATTENTION_BACKENDS: set[str] = {"xla", "cudnn"}
 # chunk's range of sigma); the index of a name is its code in ``flow.Mixture``.
 LEVEL_DENSITIES = ("uniform", "logit_normal", "shifted")
 
+# What makes a stream's frames (``--decoder``): the VAE's decoder, or the tiny one distilled from it.
+DECODERS = ("full", "tiny")
+
 # Rematerialisation policies selectable with ``model.remat`` (``model.dit`` maps each to JAX's policy).
 REMAT_POLICIES = ("none", "full", "dots")
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import ConfigError
 
 
@@ -648,7 +649,7 @@ def _add_decoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--decoder",
         default="full",
-        choices=["full", "tiny"],
+        choices=DECODERS,
         help="what makes the frames: the VAE's decoder, or the tiny one distilled from it",
     )
     p.add_argument("--tiny-decoder", help="with --decoder tiny: a `streamdit train-decoder` work dir")
@@ -786,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--compile", action=argparse.BooleanOptionalAction, help="peer: torch.compile (default: on GPUs)"
     )
     p.add_argument(
-        "--decoder", default="full", choices=["full", "tiny"], help="rollout: what decodes (random weights)"
+        "--decoder", default="full", choices=DECODERS, help="rollout: what decodes (random weights)"
     )
     p.add_argument("--json", help="also write the result here")
     p.set_defaults(fn=cmd_bench)

@@ -13,12 +13,12 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from streamdit_jax.autoencoder.tiny import TinyDecoder, vae_fingerprint
-from streamdit_jax.autoencoder.training import object_crop, psnr, reconstruction_error
+from streamdit_jax.autoencoder.training import VAETask, object_crop, psnr, reconstruction_error
 from streamdit_jax.autoencoder.vae import VideoVAE
 from streamdit_jax.config import Config, TinyDecoderConfig
 from streamdit_jax.data import pipeline
 from streamdit_jax.data.shapes import ShapesDataset
-from streamdit_jax.eval.detect import detect
+from streamdit_jax.eval.detect import detect, detector_agreement, detector_scores
 from streamdit_jax.sharding import axes
 
 
@@ -100,10 +100,7 @@ class DecoderTask:
     def _cropped(self, example: dict, position: int) -> dict[str, np.ndarray]:
         return {"video": object_crop(example, self.cfg.decoder_train.crop, self.cfg.seed, position)}
 
-    @staticmethod
-    def _video(example: dict, position: int) -> dict[str, np.ndarray]:
-        del position
-        return {"video": example["video"]}
+    _video = staticmethod(VAETask._video)
 
     def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
         return pipeline.train_batches(self.train_source, self._cropped, batch_size, seed, process, processes)
@@ -119,44 +116,6 @@ class DecoderTask:
 def _decode_both(vae_graphdef, vae_state, tiny_graphdef, tiny_state, video):
     latents, full = _latents_and_frames(nnx.merge(vae_graphdef, vae_state), video)
     return full, nnx.merge(tiny_graphdef, tiny_state).decode(latents)
-
-
-POSITION_TOLERANCE = 0.05  # a detected centre within 5% of the frame (3 pixels at 64x64) of the true one
-
-
-def _seen(factors: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(frame, slot, colour) of every object at least 98% visible."""
-    t, n = np.nonzero(factors["present"][None] & (factors["visibility"] >= 0.98))
-    return t, n, factors["colour"][t, n]
-
-
-def detector_scores(det, factors: dict) -> dict[str, np.ndarray]:
-    """Per object and frame (:func:`_seen`), from the shapes detector's ``det``: its colour is found, its
-    shape is right (objects clear of the border) and its position is within ``POSITION_TOLERANCE``."""
-    t, n, c = _seen(factors)
-    found = det.present[t, c]
-    clear = found & ~det.touches_edge[t, c]
-    error = np.abs(det.position[t, c] - factors["position"][t, n]).max(-1)
-    return {
-        "colour": found,
-        "shape": (det.shape[t, c] == factors["shape"][t, n])[clear],
-        "position": found & (error <= POSITION_TOLERANCE),
-    }
-
-
-def detector_agreement(det, reference, factors: dict) -> dict[str, np.ndarray]:
-    """Per object and frame (:func:`_seen`): ``det`` finds it exactly when ``reference`` does, gives the
-    same shape (both found, clear of the border) and a position within ``POSITION_TOLERANCE`` of it."""
-    t, _, c = _seen(factors)
-    found, ref_found = det.present[t, c], reference.present[t, c]
-    both = found & ref_found
-    clear = both & ~det.touches_edge[t, c] & ~reference.touches_edge[t, c]
-    error = np.abs(det.position[t, c] - reference.position[t, c]).max(-1)
-    return {
-        "colour": found == ref_found,
-        "shape": (det.shape[t, c] == reference.shape[t, c])[clear],
-        "position": (error <= POSITION_TOLERANCE)[both],
-    }
 
 
 def evaluate_decoder(

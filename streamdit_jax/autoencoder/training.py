@@ -151,7 +151,7 @@ def evaluate_vae(
     share of objects (at least 98% visible) whose colour the shapes detector finds in the reconstructed
     frame. Also an image [rows of original over reconstruction, frames 0, mid, last] in [-1, 1]."""
     from streamdit_jax.data.shapes import BACKGROUNDS
-    from streamdit_jax.eval.detect import detect
+    from streamdit_jax.eval.detect import detect, detector_scores
 
     task = VAETask(cfg)
     source = task.eval_source if frames is None else task.heldout_clips(frames)
@@ -165,10 +165,7 @@ def evaluate_vae(
         score = float(psnr(jnp.asarray(reconstruction), jnp.asarray(video))[0])
         scores.setdefault(BACKGROUNDS[int(item["factors"]["background"])], []).append(score)
         scores.setdefault("all", []).append(score)
-        factors, detected = item["factors"], detect(reconstruction[0]).present
-        seen = factors["present"][None] & (factors["visibility"] >= 0.98)
-        t, n = np.nonzero(seen)
-        found.append(detected[t, factors["colour"][t, n]])
+        found.append(detector_scores(detect(reconstruction[0]), item["factors"])["colour"])
         if i < 6:
             shown = (0, video.shape[1] // 2, video.shape[1] - 1)
             rows.append(

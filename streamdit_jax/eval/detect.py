@@ -7,6 +7,8 @@ gray-blended edges. Colours are distinct within a scene, so objects are indexed 
 colour with enough pixels: the bounding box (robust percentiles of the pixel coordinates) gives position
 and size; the fill ratio (area over box) separates square (1), circle (π/4) and triangle/diamond (1/2),
 and the triangle's centroid, 1/6 of its height below the box centre, separates it from the diamond.
+``detector_scores`` scores a detection against a clip's true factors, ``detector_agreement`` against
+another detection (the VAE's and the tiny decoder's evaluations).
 """
 
 from __future__ import annotations
@@ -92,3 +94,41 @@ def _shape(fill: float, offset: float) -> int:
     if fill > 0.64:
         return SHAPES.index("circle")
     return SHAPES.index("triangle") if offset > 0.07 else SHAPES.index("diamond")
+
+
+POSITION_TOLERANCE = 0.05  # a detected centre within 5% of the frame (3 pixels at 64x64) of the true one
+
+
+def _seen(factors: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(frame, slot, colour) of every object at least 98% visible."""
+    t, n = np.nonzero(factors["present"][None] & (factors["visibility"] >= 0.98))
+    return t, n, factors["colour"][t, n]
+
+
+def detector_scores(det: Detections, factors: dict) -> dict[str, np.ndarray]:
+    """Per object and frame (:func:`_seen`), from the shapes detector's ``det``: its colour is found, its
+    shape is right (objects clear of the border) and its position is within ``POSITION_TOLERANCE``."""
+    t, n, c = _seen(factors)
+    found = det.present[t, c]
+    clear = found & ~det.touches_edge[t, c]
+    error = np.abs(det.position[t, c] - factors["position"][t, n]).max(-1)
+    return {
+        "colour": found,
+        "shape": (det.shape[t, c] == factors["shape"][t, n])[clear],
+        "position": found & (error <= POSITION_TOLERANCE),
+    }
+
+
+def detector_agreement(det: Detections, reference: Detections, factors: dict) -> dict[str, np.ndarray]:
+    """Per object and frame (:func:`_seen`): ``det`` finds it exactly when ``reference`` does, gives the
+    same shape (both found, clear of the border) and a position within ``POSITION_TOLERANCE`` of it."""
+    t, _, c = _seen(factors)
+    found, ref_found = det.present[t, c], reference.present[t, c]
+    both = found & ref_found
+    clear = both & ~det.touches_edge[t, c] & ~reference.touches_edge[t, c]
+    error = np.abs(det.position[t, c] - reference.position[t, c]).max(-1)
+    return {
+        "colour": found == ref_found,
+        "shape": (det.shape[t, c] == reference.shape[t, c])[clear],
+        "position": (error <= POSITION_TOLERANCE)[both],
+    }

@@ -20,14 +20,13 @@ from jax.sharding import Mesh
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.autoencoder import VideoVAE, restore_matching_vae
 from streamdit_jax.autoencoder.tiny import TinyDecoder, restore_tiny_decoder
+from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import Config, ConfigError, MeshConfig
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import restore_params
 from streamdit_jax.sharding import make_mesh
 from streamdit_jax.stream.rollout import Rollout
 from streamdit_jax.text import TextEncoder
-
-DECODERS = ("full", "tiny")
 
 
 def check_decoder(decoder: str, tiny_decoder: str | Path | None) -> None:

@@ -31,7 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.flow import Scheme
-from streamdit_jax.stream.model import StreamModel, check_decoder
+from streamdit_jax.stream.model import StreamModel
 from streamdit_jax.stream.rollout import Conditioning, StreamState
 from streamdit_jax.stream.video import InputVideo, LiveInput
 
@@ -134,8 +134,7 @@ class Streamer:
         if isinstance(input_video, str | Path):
             input_video = InputVideo(input_video, cfg)
         self.input = input_video
-        if not isinstance(model, StreamModel):
-            check_decoder(decoder, tiny_decoder)
+        if not isinstance(model, StreamModel):  # restore() checks the decoder before anything is read
             model = StreamModel.restore(
                 model, cfg, vae, mesh_shape, ema, decoder=decoder, tiny_decoder=tiny_decoder
             )
