@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU rows of docs/benchmarks.md in one run (issues 8 and 19), on the device machine:
+# The GPU rows of docs/benchmarks.md in one run (issues 8, 19 and 20), on the device machine:
 #   here:  ../shared/tools/wheels-for-gpu .whl diffusers huggingface-hub safetensors regex
 #   there: bash scripts/gpu_bench.sh   (carry .whl; results land in $OUT, default ./bench-gpu)
 # Tried first on the CPU at test size: SIZE=tiny bash scripts/gpu_bench.sh (every preset becomes `tiny`).
@@ -29,4 +29,9 @@ bench rollout --config "$stream" --scheme "$scheme" "${steps[@]}" --decoder tiny
 bench train --config "$train" --config.mesh.shape=1,1,1,1 --config.train.batch_size=1 --steps 5 \
   --json "$out/train_1_3b.json"
 bench peer --config "$peer" --modes forward "${steps[@]}" --json "$out/peer_4b.json"
+# Issue 20: the plan of that training step on this GPU (its compiler, cuDNN attention) against the
+# allocator peak `bench train` measured above.
+echo "+ streamdit plan" >>"$out/log.txt"
+python3 -m streamdit_jax.cli plan --config "$train" --config.mesh.shape=1,1,1,1 --config.train.batch_size=1 \
+  --largest-batch --json "$out/plan_1_3b.json" >>"$out/log.txt" 2>&1
 grep -E '^\| (streamdit_4b|wan2_1_1_3b|tiny)' "$out/log.txt"

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from os import PathLike
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, TinyDecoderConfig, from_dict
+from streamdit_jax.storage import orbax_options, workpath
 
 PARAMS = "params"
 EMA = "ema"  # training checkpoints also hold the EMA of the model's state
@@ -35,11 +37,13 @@ SHAPE_FREE_FIELDS = frozenset({"window", "dtype", "param_dtype", "attention", "r
 
 
 def manager(
-    directory: str | Path, item_names: Sequence[str] = (PARAMS, CONFIG), **options
+    directory: str | PathLike, item_names: Sequence[str] = (PARAMS, CONFIG), **options
 ) -> ocp.CheckpointManager:
-    """An Orbax CheckpointManager over ``directory`` (absolute path) with these items."""
+    """An Orbax CheckpointManager over ``directory`` (a local folder or a gs:// / s3:// URL)."""
+    path = workpath(directory)
+    options = {**orbax_options(path), **options}
     return ocp.CheckpointManager(
-        Path(directory).resolve(),
+        path,
         item_names=tuple(item_names),
         options=ocp.CheckpointManagerOptions(**options) if options else None,
     )
@@ -52,8 +56,8 @@ def config_record(cfg: ModelConfig | AutoencoderConfig | TinyDecoderConfig) -> d
 
 
 def save_params(
-    directory: str | Path, cfg: ModelConfig | AutoencoderConfig, state: nnx.State | Mapping, step: int = 0
-) -> Path:
+    directory: str | PathLike, cfg: ModelConfig | AutoencoderConfig, state: nnx.State | Mapping, step: int = 0
+) -> epath.Path:
     """Saves a model's ``state`` (an nnx.State or its pure dict) and ``cfg`` as step ``step``.
 
     Never overwrites: a step that exists (or one older than the newest) is an error.
@@ -63,7 +67,7 @@ def save_params(
         newest = mngr.latest_step()
         if newest is not None and step <= newest:
             raise FileExistsError(
-                f"{Path(directory).resolve()} already holds checkpoint step {newest}; refusing to overwrite "
+                f"{workpath(directory)} already holds checkpoint step {newest}; refusing to overwrite "
                 "it. Choose another directory or remove that checkpoint yourself"
             )
         saved = mngr.save(
@@ -75,12 +79,12 @@ def save_params(
         mngr.wait_until_finished()
     if not saved:
         raise RuntimeError(f"Orbax declined to save step {step} under {directory}")
-    return Path(directory).resolve() / str(step)
+    return workpath(directory) / str(step)
 
 
-def latest_step(directory: str | Path) -> int:
+def latest_step(directory: str | PathLike) -> int:
     """The newest complete step under ``directory``; a clear error if there is none."""
-    path = Path(directory)
+    path = workpath(directory)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     with manager(path) as mngr:
@@ -90,7 +94,7 @@ def latest_step(directory: str | Path) -> int:
     return step
 
 
-def restore_config(directory: str | Path, step: int | None = None):
+def restore_config(directory: str | PathLike, step: int | None = None):
     """The config saved with a checkpoint: a transformer's ModelConfig, an AutoencoderConfig or a
     TinyDecoderConfig."""
     step = latest_step(directory) if step is None else step
@@ -102,11 +106,11 @@ def restore_config(directory: str | Path, step: int | None = None):
     return from_dict(KINDS[kind], record["config"], SECTIONS[kind])
 
 
-def restore_run_config(directory: str | Path, step: int | None = None) -> Config | None:
+def restore_run_config(directory: str | PathLike, step: int | None = None) -> Config | None:
     """The whole Config a training (or distillation) run saved with its checkpoint; None for checkpoints
     without one (``convert``, ``save_params``)."""
     step = latest_step(directory) if step is None else step
-    if not (Path(directory).resolve() / str(step) / RUN_CONFIG).is_dir():
+    if not (workpath(directory) / str(step) / RUN_CONFIG).is_dir():
         return None
     with manager(directory, (RUN_CONFIG,)) as mngr:
         record = mngr.restore(step, args=ocp.args.Composite(**{RUN_CONFIG: ocp.args.JsonRestore()}))
@@ -114,18 +118,18 @@ def restore_run_config(directory: str | Path, step: int | None = None) -> Config
     return from_dict(Config, record) if record else None
 
 
-def expect_kind(cfg: Any, kind: type, directory: str | Path) -> None:
+def expect_kind(cfg: Any, kind: type, directory: str | PathLike) -> None:
     if not isinstance(cfg, kind):
         raise ValueError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
 
 
-def _weights_item(directory: str | Path, step: int, ema: bool) -> str:
+def _weights_item(directory: str | PathLike, step: int, ema: bool) -> str:
     """The EMA weights when asked for and present (training checkpoints), else the raw ones."""
-    return EMA if ema and (Path(directory).resolve() / str(step) / EMA).is_dir() else PARAMS
+    return EMA if ema and (workpath(directory) / str(step) / EMA).is_dir() else PARAMS
 
 
 def restore_tree(
-    directory: str | Path, step: int, abstract: nnx.State, shardings: nnx.State | None, ema: bool
+    directory: str | PathLike, step: int, abstract: nnx.State, shardings: nnx.State | None, ema: bool
 ) -> None:
     """Reads the model's state into ``abstract`` (in place), placing each array on its sharding."""
     item = _weights_item(directory, step, ema)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import ConfigError
+from streamdit_jax.storage import workpath
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -100,7 +101,7 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     from streamdit_jax.demo import DemoPaths, run_demo
 
     cfg = _load_config(args, overrides)
-    paths = DemoPaths(Path(args.workdir).resolve())
+    paths = DemoPaths(workpath(args.workdir))
     _print(
         f"streamdit demo ({args.config}) in {paths.root} on {jax.device_count()} "
         f"{jax.devices()[0].platform} device(s); finished stages are skipped, interrupted ones resume"
@@ -132,6 +133,19 @@ def _with_init(cfg, section: str, init: str | None):
     return dataclasses.replace(cfg, **{section: train_cfg})
 
 
+def _resuming(args: argparse.Namespace) -> bool:
+    """``--resume`` of a work dir that holds a checkpoint: the run goes on from it, ``--init`` is not read."""
+    from streamdit_jax.checkpoint import latest_step
+
+    if not args.resume:
+        return False
+    try:
+        latest_step(args.workdir)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     """Trains the StreamDiT with buffered flow matching on the config's data and mesh."""
     import jax
@@ -144,8 +158,12 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
     cfg = _with_init(_load_config(args, overrides), "train", args.init)
     mesh = make_mesh(cfg.mesh)
-    initial = initial_params(cfg.train.init, cfg.model, mesh, cfg.mesh.rules) if cfg.train.init else None
-    start = f"from {cfg.train.init}" if cfg.train.init else "from a fresh init"
+    resuming = _resuming(args)
+    initial = None
+    if cfg.train.init and not resuming:
+        initial = initial_params(cfg.train.init, cfg.model, mesh, cfg.mesh.rules)
+    start = f"from {cfg.train.init}" if initial is not None else "from a fresh init"
+    start = f"resuming {args.workdir}" if resuming else start
     _print(
         f"training {args.config} {start} on {jax.device_count()} {jax.devices()[0].platform} devices in "
         f"{jax.process_count()} processes, mesh {dict(mesh.shape)}; data: {cfg.data.source}"
@@ -172,7 +190,7 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     _print(
         f"step {summary['end_step']}: held-out loss {held_out['loss']:.4f} (by sigma {levels}; EMA weights)"
     )
-    _print(f"checkpoint: {Path(args.workdir).resolve()}")
+    _print(f"checkpoint: {workpath(args.workdir)}")
 
 
 def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -186,7 +204,7 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
     cfg = _with_init(_load_config(args, overrides), "vae_train", args.init)
     initial = None
-    if cfg.vae_train.init:  # a VAE checkpoint of this preset's autoencoder (e.g. a converted Wan VAE)
+    if cfg.vae_train.init and not _resuming(args):  # a VAE of this preset's autoencoder (e.g. Wan's)
         initial = nnx.state(restore_matching_vae(cfg.vae_train.init, cfg.autoencoder), nnx.Param)
     trainer = Trainer(
         VAETask(cfg),
@@ -208,7 +226,7 @@ def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         f"VAE step {summary['end_step']}: held-out PSNR {held_out['psnr']:.2f} dB, L1 {held_out['l1']:.4f} "
         f"({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes clips, EMA weights)"
     )
-    _print(f"checkpoint: {Path(args.workdir).resolve()}")
+    _print(f"checkpoint: {workpath(args.workdir)}")
 
 
 def cmd_train_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -223,7 +241,7 @@ def cmd_train_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> Non
     from streamdit_jax.train import Trainer
 
     cfg = _load_config(args, overrides)
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, vae=str(Path(args.vae).resolve())))
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, vae=str(workpath(args.vae))))
     mesh = make_mesh(cfg.mesh)
     task = DecoderTask(cfg, restore_matching_vae(args.vae, cfg.autoencoder))
     _print(
@@ -251,7 +269,7 @@ def cmd_train_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> Non
         f"decoder, PSNR {held_out['psnr']:.2f} dB against it and {held_out['psnr_true']:.2f} dB against the "
         f"true frames (the full decoder's: {held_out['psnr_full_true']:.2f} dB; EMA weights)"
     )
-    _print(f"checkpoint: {Path(args.workdir).resolve()} (stream with it: --decoder tiny --tiny-decoder DIR)")
+    _print(f"checkpoint: {workpath(args.workdir)} (stream with it: --decoder tiny --tiny-decoder DIR)")
 
 
 def cmd_eval_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -287,7 +305,7 @@ def cmd_eval_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None
             f"{scores[name + '_agreement']:.1%}"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps(scores, indent=2) + "\n")
+        workpath(args.json).write_text(json.dumps(scores, indent=2) + "\n")
         print(f"wrote {args.json}")
 
 
@@ -314,7 +332,7 @@ def cmd_distill(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         f"step {summary['end_step']}: held-out distillation loss {summary['eval']['loss']:.4f} (EMA weights)"
     )
     _print(
-        f"student: {Path(args.workdir).resolve()} (streams with s = 1 and no CFG by default: streamdit "
+        f"student: {workpath(args.workdir)} (streams with s = 1 and no CFG by default: streamdit "
         f"stream --checkpoint {args.workdir} --prompt '...')"
     )
 
@@ -500,7 +518,7 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     )
     for target in (args.out, args.frames_dir):
         if target:
-            print(f"wrote {Path(target).resolve()}")
+            print(f"wrote {workpath(target)}")
 
 
 def _loopback(host: str) -> bool:
@@ -565,7 +583,7 @@ def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         prompts = heldout_prompts(args.count, args.seconds, segments=args.segments)
     cfg, scheme = _stream_config(args, overrides)
     model = _stream_model(args, cfg)
-    out = Path(args.out or Path(args.checkpoint) / "eval")
+    out = workpath(args.out) if args.out else workpath(args.checkpoint) / "eval"
     print(
         f"evaluating {args.checkpoint} ({model.decoder} decoder): {len(prompts)} streams of "
         f"{args.seconds:g} s -> {out}",
@@ -619,6 +637,95 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     ran = Path(sys.argv[0]).name in ("streamdit", "cli.py")  # else called in-process (tests)
     command = "streamdit " + shlex.join(sys.argv[1:] if ran else ["bench"])
     _print("\n" + TABLE_HEADER + "\n" + "\n".join(table_rows(result, args.config, command)))
+
+
+def _parse_mesh(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 4:
+        raise ConfigError(f"--mesh {text!r}: give four sizes (data, fsdp, context, model), e.g. 1,8,1,1")
+    return shape
+
+
+def cmd_plan(args: argparse.Namespace, overrides: Sequence[str]) -> None:
+    """Per-device memory of a preset's training step on a mesh, from the compiled step (nothing is
+    allocated): does it fit, the largest batch that does, and the smallest mesh that fits."""
+    import contextlib
+    import json
+    import math
+
+    import jax
+
+    from streamdit_jax.train import plan
+
+    plan.check_budget(args.device_memory)
+    if args.devices is not None:
+        if args.devices < 1:
+            raise ConfigError(f"--devices {args.devices}: give the number of devices to plan for, e.g. 8")
+        # On a CPU host: fake devices, SEARCH_FACTOR times more for the search of a mesh that fits. Once
+        # the backend is up (in-process use), the devices present must do.
+        with contextlib.suppress(RuntimeError):
+            jax.config.update("jax_num_cpu_devices", args.devices * plan.SEARCH_FACTOR)
+    cfg = _load_config(args, overrides)
+    if args.mesh:
+        cfg = plan.with_mesh(cfg, _parse_mesh(args.mesh))
+    present = jax.devices()
+    count = args.devices or (len(present) if -1 in cfg.mesh.shape else math.prod(cfg.mesh.shape))
+    if count > len(present):
+        raise ConfigError(
+            f"--devices {count}: only {len(present)} {present[0].platform} devices are present. Fix: plan "
+            "on a CPU host in a fresh process (JAX_PLATFORMS=cpu streamdit plan ... --devices N)"
+        )
+    devices = present[:count]
+    shape = cfg.mesh.resolved_shape(count)
+    cfg = plan.with_mesh(cfg, shape)
+    budget_gib = args.device_memory
+    if budget_gib is None and (limit := plan.device_memory_bytes(devices[0])):
+        budget_gib = limit / plan.GIB
+    budget = None if budget_gib is None else int(budget_gib * plan.GIB)
+    print(
+        f"planning {args.config}: mesh {shape} (data, fsdp, context, model) on {count} "
+        f"{devices[0].platform} devices, global batch {cfg.train.batch_size} (grad_accum "
+        f"{cfg.train.grad_accum}), remat {cfg.model.remat}, dtype {cfg.model.dtype} ...",
+        flush=True,
+    )
+    memory = plan.step_memory(cfg, devices)
+    print(plan.format_memory(memory))
+    report = {"config": args.config, "platform": devices[0].platform, "step": memory.to_dict()}
+    if budget is None:
+        print("give --device-memory GiB to check a fit (this device does not report its memory)")
+    else:
+        fits = memory.total <= budget
+        report |= {"device_memory_gib": budget_gib, "fits": fits}
+        print(f"{'fits' if fits else 'does NOT fit'} in {budget_gib:g} GiB per device")
+        if fits or args.largest_batch:
+            largest = plan.largest_batch(cfg, budget, devices)
+            report["largest_batch"] = largest and largest.to_dict()
+            print(
+                f"largest global batch that fits on {shape}: "
+                + (f"{largest.batch_size} ({plan.gib(largest.total)} per device)" if largest else "none")
+            )
+        if not fits:
+            searched = present[: count * plan.SEARCH_FACTOR]
+            smallest = plan.smallest_fitting_mesh(cfg, budget, searched)
+            report["smallest_mesh"] = smallest and smallest.to_dict()
+            batch = cfg.train.batch_size
+            if smallest is None:
+                remat = "" if cfg.model.remat == "full" else "remat (--config.model.remat=full), "
+                print(
+                    f"no mesh of up to {len(searched)} devices (the fsdp axis grown) fits batch {batch}: try "
+                    f"{remat}a smaller batch (--largest-batch), gradient accumulation, the mesh's context "
+                    "axis, or fused attention (model.attention=cudnn on NVIDIA GPUs: plan it there)"
+                )
+            else:
+                print(
+                    f"smallest mesh that fits batch {batch}: {smallest.mesh} on {math.prod(smallest.mesh)} "
+                    f"devices, {plan.gib(smallest.total)} per device"
+                )
+    if args.json:
+        workpath(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _add_stream_args(p: argparse.ArgumentParser) -> None:
@@ -791,6 +898,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", help="also write the result here")
     p.set_defaults(fn=cmd_bench)
+
+    p = sub.add_parser("plan", help="will a preset's training step fit? Per-device memory, largest batch")
+    _add_config_args(p)
+    p.add_argument("--mesh", help="D,F,C,M: data, fsdp, context, model sizes (default: the config's mesh)")
+    p.add_argument("--devices", type=int, help="devices to plan for (a CPU host fakes them; default: all)")
+    p.add_argument("--device-memory", type=float, help="GiB per device (default: what the device reports)")
+    p.add_argument(
+        "--largest-batch",
+        action="store_true",
+        help="also search the largest batch when the config's does not fit",
+    )
+    p.add_argument("--json", help="also write the plan here")
+    p.set_defaults(fn=cmd_plan)
 
     p = sub.add_parser("demo", help="train the VAE and StreamDiT on shapes, stream, evaluate (resumable)")
     _add_config_args(p, default="small")

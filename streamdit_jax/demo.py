@@ -24,57 +24,58 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from streamdit_jax.config import Config, ConfigError
+from streamdit_jax.storage import workpath, write_with
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoPaths:
     """Where the demo writes everything under its work directory."""
 
-    root: Path
+    root: epath.Path  # a local folder or a bucket URL (storage.workpath)
 
     @property
-    def vae(self) -> Path:
+    def vae(self) -> epath.Path:
         return self.root / "vae"
 
     @property
-    def latents(self) -> Path:
+    def latents(self) -> epath.Path:
         return self.root / "latents"
 
     @property
-    def teacher(self) -> Path:
+    def teacher(self) -> epath.Path:
         return self.root / "teacher"
 
     @property
-    def student(self) -> Path:
+    def student(self) -> epath.Path:
         return self.root / "student"
 
     @property
-    def streams(self) -> Path:
+    def streams(self) -> epath.Path:
         return self.root / "streams"
 
     @property
-    def stream(self) -> Path:
+    def stream(self) -> epath.Path:
         return self.root / "stream.mp4"
 
     @property
-    def eval(self) -> Path:
+    def eval(self) -> epath.Path:
         return self.root / "eval.json"
 
     @property
-    def report(self) -> Path:
+    def report(self) -> epath.Path:
         return self.root / "report.png"
 
     @property
-    def preview(self) -> Path:
+    def preview(self) -> epath.Path:
         return self.root / "preview.gif"
 
 
@@ -154,7 +155,7 @@ def _stage_eval(cfg: Config, paths: DemoPaths, progress: bool) -> str:
     report = run_eval(
         model, prompts, cfg.demo.seconds, paths.root, video_dir=paths.streams, progress=progress
     )
-    shutil.copyfile(paths.streams / f"{prompts[0].name}.mp4", paths.stream)
+    paths.stream.write_bytes((paths.streams / f"{prompts[0].name}.mp4").read_bytes())
     write_report(paths, report, prompts[0].name)
     write_preview(paths, report, prompts[0].name, cfg.data.fps)
     s = report["summary"]
@@ -249,7 +250,7 @@ def run_demo(
 ) -> dict:
     """Runs every stage that is not finished with the same inputs; returns {stage: outcome, seconds} and
     writes it with the config to ``DIR/demo.json``."""
-    paths = DemoPaths(Path(workdir).resolve())
+    paths = DemoPaths(workpath(workdir))
     (paths.root / "stages").mkdir(parents=True, exist_ok=True)
     cfg = teacher_config(cfg, paths)
     timings: dict[str, Any] = {}
@@ -313,7 +314,7 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
     import matplotlib.pyplot as plt
 
     stream = report["streams"][first]
-    frames = np.asarray(iio.imread(paths.stream, plugin="pyav"))
+    frames = np.asarray(iio.imread(paths.stream.read_bytes(), extension=".mp4", plugin="pyav"))
     starts = [p["from_frame"] for p in stream["prompts"]] + [len(frames)]
     shown = [min(len(frames) - 1, (a + b) // 2) for a, b in itertools.pairwise(starts)]
     fig = plt.figure(figsize=(12, 8))
@@ -363,7 +364,7 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
         "student (one forward pass per chunk)"
     )
     fig.tight_layout()
-    fig.savefig(paths.report, dpi=100)
+    write_with(paths.report, lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
 
 
@@ -375,7 +376,7 @@ def write_preview(
     import imageio.v3 as iio
     from PIL import Image, ImageDraw
 
-    frames = np.asarray(iio.imread(paths.stream, plugin="pyav"))
+    frames = np.asarray(iio.imread(paths.stream.read_bytes(), extension=".mp4", plugin="pyav"))
     prompts = report["streams"][first]["prompts"]
     height, width = frames.shape[1] * scale, frames.shape[2] * scale
     band = 40
@@ -387,8 +388,12 @@ def write_preview(
         text = "\n".join(_wrap(prompt, width // 6).splitlines()[:3])
         ImageDraw.Draw(image).multiline_text((2, 1), text, fill=(0, 0, 0), spacing=1)
         images.append(image.quantize(colors=64, dither=Image.Dither.NONE))
-    images[0].save(
-        paths.preview, save_all=True, append_images=images[1:], duration=round(1000 * every / fps), loop=0
+    duration = round(1000 * every / fps)
+    write_with(
+        paths.preview,
+        lambda f: images[0].save(
+            f, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0
+        ),
     )
 
 

@@ -160,3 +160,59 @@ def tiny_demo(shelf) -> Path:
         assert code == 0, (folder / "demo.log").read_text()[-3000:]
 
     return shelf.get("tiny_demo", build) / "run"
+
+
+# --- an S3-compatible server on 127.0.0.1 (moto), for work dirs in a bucket
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """The endpoint of a local S3-compatible server: the one `.ci/run` started (STREAMDIT_TEST_S3), or
+    moto's server mode started here for the session. The AWS variables point this process (boto3,
+    s3fs, TensorStore) and the `streamdit` subprocesses it starts at it, with dummy credentials."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    endpoint = os.environ.get("STREAMDIT_TEST_S3")
+    server = None
+    if not endpoint:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        endpoint = f"http://127.0.0.1:{port}"
+    host, port = endpoint.removeprefix("http://").split(":")
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection((host, int(port)), 0.5).close()
+            break
+        except OSError:
+            assert time.time() < deadline, f"no S3-compatible server answers at {endpoint}"
+            time.sleep(0.1)
+    os.environ.update(S3_ENV | {"AWS_ENDPOINT_URL": endpoint, "STREAMDIT_CACHE": tempfile.mkdtemp()})
+    yield endpoint
+    if server is not None:
+        server.terminate()
+        server.wait(10)
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def bucket(s3_endpoint, request) -> str:
+    """A new, empty bucket on the local S3 server: its URL, ``s3://NAME``."""
+    import re
+    import uuid
+
+    import boto3
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"

@@ -72,6 +72,7 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     root = Path(__file__).resolve().parents[1]
     env = {"JAX_PLATFORMS": "cpu", "PATH": f"{sys.prefix}/bin:/usr/bin:/bin", "PYTHONPATH": str(root)}
     shared = [k for k in os.environ if (k.startswith("JAX_") and "CACHE" in k) or k == "XLA_FLAGS"]
+    shared += [k for k in os.environ if k.startswith("AWS_") or k == "STREAMDIT_CACHE"]  # a test's bucket
     env |= {k: os.environ[k] for k in shared}
     return env | extra
 
@@ -93,3 +94,17 @@ def write_latent_shards(directory, videos, frames: int = 8) -> None:
             }))  # fmt: skip
     writer.close()
     np.savez(directory / EMPTY_PROMPT, text=np.zeros((40, 384), np.float16), text_mask=np.ones(40, bool))
+
+
+def upload_folder(folder, url: str) -> str:
+    """Copies a local folder's files into ``url`` (``s3://bucket/prefix``) with boto3; returns ``url``."""
+    from pathlib import Path
+
+    import boto3
+
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}".lstrip("/"))
+    return url

@@ -10,15 +10,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import imageio.v3 as iio
 import jax
 import numpy as np
 import pytest
-from helpers import subprocess_env, write_latent_shards
+from helpers import subprocess_env, upload_folder, write_latent_shards
 
 from streamdit_jax import checkpoint as ckpt
+from streamdit_jax.cli import main
 from streamdit_jax.config import ConfigError, MeshConfig, load
 from streamdit_jax.data import DataError
 from streamdit_jax.sharding import make_mesh
+from streamdit_jax.storage import is_url, workpath
 from streamdit_jax.train import Trainer
 from streamdit_jax.train.flow_task import FlowTask
 
@@ -101,33 +104,75 @@ def _checkpoint(workdir, step):
         args = {i: ckpt.ocp.args.StandardRestore() for i in items}
         restored = manager.restore(step, args=ckpt.ocp.args.Composite(**args))
         restored = {i: restored[i] for i in items}
-    data = json.loads(next((Path(workdir) / str(step) / "data").glob("*")).read_text())
+    data = json.loads(next((workpath(workdir) / str(step) / "data").glob("process_*.json")).read_text())
     return restored, data
 
 
-@pytest.mark.slow
-def test_resume_after_sigkill_is_exact(tmp_path, tiny_latents):
-    """2N steps straight == N steps, SIGKILL, --resume, N more: parameters, optimizer, EMA, RNG and the
-    data iterator (hence every batch) are identical."""
-    n = 4
-    steps = ["--config.train.steps=8", "--config.train.checkpoint_every=4", *_cli(_on(tiny_latents))]
-    _finish(_train_cli(tmp_path / "straight", *steps))
+RESUME_RUN = ["--config.train.steps=8", "--config.train.checkpoint_every=4"]
 
-    killed = _train_cli(tmp_path / "killed", *steps)
+
+@pytest.fixture
+def straight_run(shelf, tiny_latents):
+    """8 steps of tiny in one go, the reference of the resume tests (built once per session)."""
+
+    def build(folder):
+        _finish(_train_cli(folder / "run", *RESUME_RUN, *_cli(_on(tiny_latents))))
+
+    return shelf.get("straight_run", build) / "run"
+
+
+def _kill_after_first_checkpoint(workdir, *args, n=4):
+    """Starts the run, SIGKILLs it once step ``n`` is committed (a local step folder is renamed into
+    place; a bucket's gets its commit_success.txt last), and checks that only step ``n`` survived."""
+    killed = _train_cli(workdir, *args)
+    committed = workpath(workdir) / str(n) / ("commit_success.txt" if is_url(workdir) else "")
     deadline = time.time() + 300
-    while not (tmp_path / "killed" / str(n)).is_dir():  # Orbax renames a step folder once it is complete
+    while not committed.exists():
         assert killed.poll() is None and time.time() < deadline, "the run ended before it could be killed"
         time.sleep(0.02)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
-    assert ckpt.latest_step(tmp_path / "killed") == n  # killed before its second checkpoint
-    out = _finish(_train_cli(tmp_path / "killed", *steps, "--resume"))
-    assert "step 8" in out
+    assert ckpt.latest_step(workdir) == n  # killed before its second checkpoint
 
-    (want, want_data), (got, got_data) = (_checkpoint(tmp_path / d, 8) for d in ("straight", "killed"))
+
+def _assert_same_run(want_dir, got_dir, step=8):
+    (want, want_data), (got, got_data) = (_checkpoint(d, step) for d in (want_dir, got_dir))
     assert got_data == want_data
     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_exact(tmp_path, tiny_latents, straight_run):
+    """2N steps straight == N steps, SIGKILL, --resume, N more: parameters, optimizer, EMA, RNG and the
+    data iterator (hence every batch) are identical."""
+    args = [*RESUME_RUN, *_cli(_on(tiny_latents))]
+    _kill_after_first_checkpoint(tmp_path / "killed", *args)
+    assert "step 8" in _finish(_train_cli(tmp_path / "killed", *args, "--resume"))
+    _assert_same_run(straight_run, tmp_path / "killed")
+
+
+@pytest.mark.slow
+def test_a_run_in_a_bucket_resumes_exactly_and_streams(tiny_latents, tiny_vae, straight_run, bucket):
+    """Everything in a bucket of the local S3 server (latents, VAE, work dir, the stream's mp4): the run
+    SIGKILLed after its first checkpoint and resumed equals the local straight run bit for bit, its
+    metrics.jsonl and TensorBoard events are in the bucket, and it streams from there."""
+    latents = upload_folder(tiny_latents, f"{bucket}/latents")
+    vae = upload_folder(tiny_vae, f"{bucket}/vae")
+    run = f"{bucket}/runs/tiny"
+    args = [*RESUME_RUN, *_cli(_on(latents))]
+    _kill_after_first_checkpoint(run, *args)
+    assert "step 8" in _finish(_train_cli(run, *args, "--resume"))
+    _assert_same_run(straight_run, run)
+    steps = [json.loads(line)["step"] for line in (workpath(run) / "metrics.jsonl").read_text().splitlines()]
+    assert steps[0] == 1 and steps[-1] == 8  # the lines from before the kill kept, the resume's appended
+    assert any(p.name.startswith("events.out.tfevents") for p in (workpath(run) / "tensorboard").iterdir())
+    assert not (ROOT / "s3:").exists()  # no local folder named after the URL
+
+    out = f"{bucket}/streams/clip.mp4"
+    stream = ["stream", "--checkpoint", run, "--vae", vae, "--prompt", "a red circle", "--seconds", "1"]
+    assert main([*stream, "--out", out]) == 0
+    assert iio.improps(workpath(out).read_bytes(), extension=".mp4", plugin="pyav").n_images == 8
 
 
 def _free_port() -> int:

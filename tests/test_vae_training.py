@@ -6,7 +6,7 @@ import pytest
 from streamdit_jax import config as config_lib
 from streamdit_jax.autoencoder import restore_vae
 from streamdit_jax.autoencoder.training import VAETask
-from streamdit_jax.checkpoint import latest_step
+from streamdit_jax.checkpoint import latest_step, restore_run_config
 from streamdit_jax.cli import main
 
 # The tiny demo's VAE settings (helpers.TINY_DEMO): its first 4 steps are the demo's own compiled step.
@@ -46,6 +46,14 @@ def test_train_vae_cli_checkpoints_statistics_resumes_and_learns(tmp_path, capsy
     assert main(eval_vae) == 0
     assert abs(_psnr(capsys.readouterr().out, "EMA weights): ") - trained) < 0.01
     assert png.stat().st_size > 1000
+    # --init starts a new run from these weights (recorded in its run config): after one step at a low
+    # learning rate it is where the trained run ended, far above a fresh init's first evaluation.
+    tuned = tmp_path / "tuned"
+    argv = ["train-vae", "--config", "tiny", "--workdir", str(tuned), "--init", str(workdir), *SETTINGS]
+    one = [f"--config.vae_train.{f}=1" for f in ("steps", "eval_every", "checkpoint_every", "log_every")]
+    assert main([*argv, *FAST, *one, "--config.vae_optimizer.learning_rate=1e-6"]) == 0
+    assert _psnr(capsys.readouterr().out, "held-out PSNR ") > early + 1.5
+    assert restore_run_config(tuned).vae_train.init == str(workdir)
 
 
 def test_object_weight_counts_saturated_pixels_more():

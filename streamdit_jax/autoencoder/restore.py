@@ -11,6 +11,7 @@ from flax import nnx
 from streamdit_jax.autoencoder.vae import VideoVAE
 from streamdit_jax.checkpoint import expect_kind, latest_step, restore_config, restore_tree
 from streamdit_jax.config import AutoencoderConfig
+from streamdit_jax.storage import workpath
 
 
 def restore_vae(directory: str | Path, step: int | None = None, ema: bool = True) -> VideoVAE:
@@ -34,7 +35,7 @@ def restore_matching_vae(directory: str | Path, expected: AutoencoderConfig) -> 
 
     from streamdit_jax.config import ConfigError
 
-    if not Path(directory).exists():
+    if not workpath(directory).exists():
         raise FileNotFoundError(f"config field 'data.vae': {directory} does not exist. Fix: pass --vae DIR")
     vae = restore_vae(directory)
     if dataclasses.replace(vae.cfg, dtype=expected.dtype) != expected:

@@ -32,6 +32,7 @@ import numpy as np
 from flax import nnx
 
 from streamdit_jax.config import ConfigError, TinyDecoderConfig
+from streamdit_jax.storage import workpath
 
 Cache = Any
 
@@ -229,7 +230,7 @@ def restore_tiny_decoder(directory: str | Path, vae=None, vae_source: str | Path
     one distilled from it (:func:`check_distilled_from`) before anything is built."""
     from streamdit_jax.checkpoint import expect_kind, latest_step, restore_config, restore_tree
 
-    if not Path(directory).is_dir():
+    if not workpath(directory).is_dir():
         raise FileNotFoundError(
             f"tiny decoder {directory} does not exist. Fix: pass --tiny-decoder DIR, a `streamdit "
             "train-decoder` work dir"

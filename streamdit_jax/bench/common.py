@@ -90,6 +90,39 @@ def peak_memory_gib(devices: Sequence[jax.Device] | None = None) -> tuple[list[f
     return [rss_kib / 2**20], "host process peak RSS (no device allocator statistics)"
 
 
+def _proc_status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def step_peak_from_rss(
+    state: Callable[[], Any], step: Callable[[], Any], devices: int, repeats: int = 2
+) -> float | None:
+    """Peak GiB per device of ``step`` where devices keep no allocator statistics (CPU), measured: the
+    bytes of the resident ``state()`` arrays plus how far the process's resident set rose, at its highest
+    over ``repeats`` steps, above its level before them (Linux's VmHWM, reset through
+    /proc/self/clear_refs once freed heap pages are returned with malloc_trim), over ``devices``.
+    None where /proc or glibc do not allow it."""
+    import ctypes
+    import gc
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        gc.collect()
+        libc.malloc_trim(0)
+        before = _proc_status_kib("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+    except (OSError, StopIteration):
+        return None
+    for _ in range(repeats):
+        jax.block_until_ready(step())
+    rise = max(_proc_status_kib("VmHWM") - before, 0) * 1024
+    resident = sum(s.data.nbytes for x in jax.tree.leaves(state()) for s in x.addressable_shards)
+    return (resident + rise) / devices / 2**30
+
+
 def with_resolution(cfg: Config, resolution: str | None) -> Config:
     """``cfg`` at video resolution "HxW" (checked like any config)."""
     if resolution is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config
 from streamdit_jax.data.frames import conform, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, SHARD_SUFFIX, pack
+from streamdit_jax.storage import is_url, upload, workpath, write_with
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".avi")
@@ -173,12 +176,13 @@ def write_shards(
     from array_record.python.array_record_module import ArrayRecordWriter
     from tqdm import tqdm
 
-    out = Path(out)
+    out = workpath(out)
     out.mkdir(parents=True, exist_ok=True)
     empty = out / EMPTY_PROMPT
     if process == 0 and not empty.exists():  # the unconditional prompt, for classifier-free guidance
         tokens, mask = text_encoder([""])
-        np.savez(empty, text=np.asarray(tokens[0], np.float16), text_mask=np.asarray(mask[0], bool))
+        states = {"text": np.asarray(tokens[0], np.float16), "text_mask": np.asarray(mask[0], bool)}
+        write_with(empty, lambda f: np.savez(f, **states))
     report = EncodeReport()
     encoder = ClipEncoder(vae, batch)
     shards = range(process, math.ceil(count / videos_per_shard), processes)
@@ -190,7 +194,9 @@ def write_shards(
             report.shards_skipped += 1
             bar.update(videos_per_shard)
             continue
-        temporary = out / f"{name}{SHARD_SUFFIX}.tmp"
+        # ArrayRecord writes local files: next to the shard, or in a temporary folder for a bucket.
+        local = tempfile.mkdtemp() if is_url(out) else out
+        temporary = Path(local) / f"{name}{SHARD_SUFFIX}.tmp"
         writer = ArrayRecordWriter(str(temporary), "group_size:1")
         # captions: the record (within this shard) of each caption's first clip, for PrecomputedText.
         counts: dict[str, Any] = {"videos": 0, "clips": 0, "skipped": [], "captions": {}}
@@ -213,7 +219,11 @@ def write_shards(
         for done in encoder.flush():
             writer.write(pack(done))
         writer.close()
-        temporary.rename(out / f"{name}{SHARD_SUFFIX}")
+        if is_url(out):
+            upload(temporary, out / f"{name}{SHARD_SUFFIX}")
+            os.rmdir(local)
+        else:
+            temporary.rename(out / f"{name}{SHARD_SUFFIX}")
         manifest.write_text(json.dumps(counts, indent=1) + "\n")
         report.shards_written += 1
         report.videos += counts["videos"]

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from flax import serialization
 
+from streamdit_jax.storage import local_copy, workpath
+
 SHARD_SUFFIX = ".array_record"
 EMPTY_PROMPT = "empty_prompt.npz"  # the text encoder's states of "" (CFG's unconditional branch)
 
@@ -26,16 +28,20 @@ def unpack(data: bytes) -> dict[str, Any]:
 
 
 class LatentShards:
-    """A random-access source over every complete shard in ``directory`` (for grain pipelines)."""
+    """A random-access source over every complete shard in ``directory`` (for grain pipelines).
+
+    ArrayRecord reads local files: the shards of a bucket folder are read from a local copy
+    (``storage.local_copy``), fetched once."""
 
     def __init__(self, directory: str | Path):
         from array_record.python.array_record_data_source import ArrayRecordDataSource
 
-        self.directory = Path(directory)
+        self.source = workpath(directory)
+        self.directory = local_copy(self.source)
         self.paths = sorted(self.directory.glob(f"*{SHARD_SUFFIX}"))
         if not self.paths:
             raise FileNotFoundError(
-                f"no {SHARD_SUFFIX} shards in {self.directory}: write them with `streamdit encode`"
+                f"no {SHARD_SUFFIX} shards in {self.source}: write them with `streamdit encode`"
             )
         self._source = ArrayRecordDataSource([str(p) for p in self.paths])
 

@@ -25,6 +25,7 @@ from typing import Any
 import grain
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 
 from streamdit_jax.autoencoder import VideoVAE
@@ -34,6 +35,7 @@ from streamdit_jax.data.encode import clip_frames, clip_latents, encode_clips, r
 from streamdit_jax.data.frames import conform, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, LatentShards, training_example
 from streamdit_jax.data.shapes import ShapesDataset
+from streamdit_jax.storage import workpath
 from streamdit_jax.text import TextEncoder
 
 log = logging.getLogger(__name__)
@@ -207,14 +209,14 @@ class ExampleSource:
         return batches if self.encode is None else [self.encode(b) for b in batches]
 
 
-def _existing(path: str, field: str) -> Path:
+def _existing(path: str, field: str) -> epath.Path:
     if not path:
         raise ConfigError(
             f"config field '{field}': empty, but data.source needs it. Fix: --config.{field}=PATH"
         )
-    if not Path(path).exists():
+    if not workpath(path).exists():
         raise FileNotFoundError(f"config field '{field}': {path} does not exist. Fix: point it at your data")
-    return Path(path)
+    return workpath(path)
 
 
 def _checked_shards(cfg: Config) -> LatentShards:
@@ -222,7 +224,7 @@ def _checked_shards(cfg: Config) -> LatentShards:
     shards = LatentShards(_existing(cfg.data.path, "data.path"))
     if not (shards.directory / EMPTY_PROMPT).exists():
         raise FileNotFoundError(
-            f"{shards.directory} has no {EMPTY_PROMPT} (the empty prompt's states, for prompt dropout). "
+            f"{shards.source} has no {EMPTY_PROMPT} (the empty prompt's states, for prompt dropout). "
             "Fix: re-run `streamdit encode` into this folder; it writes the file and skips finished shards"
         )
     record = shards[0]

@@ -17,11 +17,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from etils import epath
 
 from streamdit_jax.config import ConfigError
 from streamdit_jax.data.shapes import COLOURS, MOTION_PHRASES, MOTIONS, SHAPE_WORDS, SHAPES, ShapesDataset
 from streamdit_jax.eval.metrics import Segment, evaluate
 from streamdit_jax.flow import Scheme
+from streamdit_jax.storage import workpath, write_with
 from streamdit_jax.stream import Streamer, StreamModel
 
 # The start-up's (micro-steps, CFG scale); None: the checkpoint's rollout settings.
@@ -171,7 +173,7 @@ def run_eval(
 
     from streamdit_jax.stream.video import VideoSink
 
-    out = Path(out_dir)
+    out = workpath(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results, strips = {}, {}
     for prompt in tqdm(prompts, desc="eval streams", disable=not progress, dynamic_ncols=True):
@@ -180,7 +182,7 @@ def run_eval(
         )
         strips[prompt.name] = video[np.linspace(0, len(video) - 1, 8).round().astype(int)]
         if video_dir is not None:
-            with VideoSink(model.cfg.data.fps, Path(video_dir) / f"{prompt.name}.mp4") as sink:
+            with VideoSink(model.cfg.data.fps, workpath(video_dir) / f"{prompt.name}.mp4") as sink:
                 for frame in video:
                     sink.write(frame)
     summary = summarise(results)
@@ -255,7 +257,7 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: Path) -> None:
+def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: epath.Path) -> None:
     """adherence.png (colour adherence per segment), seams.png (ratio per boundary), strips.png."""
     import matplotlib
 
@@ -269,7 +271,7 @@ def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: Path) -> 
     ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
     ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "adherence.png", dpi=100)
+    write_with(out / "adherence.png", lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for name, r in results.items():
@@ -277,12 +279,13 @@ def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: Path) -> 
     ax.axhline(1.0, color="gray", lw=0.5)
     ax.set(xlabel="chunk boundary", ylabel="seam ratio (1 = no seam)")
     fig.tight_layout()
-    fig.savefig(out / "seams.png", dpi=100)
+    write_with(out / "seams.png", lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
     from PIL import Image
 
     rows = [np.concatenate(list(strip), axis=1) for strip in strips.values()]
-    Image.fromarray(np.concatenate(rows, axis=0)).save(out / "strips.png")
+    strip = Image.fromarray(np.concatenate(rows, axis=0))
+    write_with(out / "strips.png", lambda f: strip.save(f, format="PNG"))
 
 
 def _jsonable(value):

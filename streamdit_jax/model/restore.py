@@ -14,6 +14,7 @@ from streamdit_jax.checkpoint import SHAPE_FREE_FIELDS, expect_kind, latest_step
 from streamdit_jax.config import ModelConfig
 from streamdit_jax.model.functional import abstract_model, param_shardings, single_device_mesh
 from streamdit_jax.sharding import DEFAULT_RULES
+from streamdit_jax.storage import workpath
 
 
 def restore_params(
@@ -62,7 +63,7 @@ def initial_params(
     """
     from streamdit_jax.config import ConfigError
 
-    if not Path(directory).is_dir():
+    if not workpath(directory).is_dir():
         raise FileNotFoundError(
             f"--init {directory} does not exist. Fix: pass a transformer checkpoint (`streamdit convert "
             "wan-transformer`, `train` or `distill` output)"

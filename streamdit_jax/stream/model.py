@@ -25,6 +25,7 @@ from streamdit_jax.config import Config, ConfigError, MeshConfig
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import restore_params
 from streamdit_jax.sharding import make_mesh
+from streamdit_jax.storage import workpath
 from streamdit_jax.stream.rollout import Rollout
 from streamdit_jax.text import TextEncoder
 
@@ -157,5 +158,5 @@ class StreamModel:
             checkpoint, mesh, config.mesh.rules, step, model_overrides=shape_free, ema=ema
         )
         text_encoder = build_encoder(config.text)
-        path = str(Path(tiny_decoder).resolve()) if tiny else ""
+        path = str(workpath(tiny_decoder)) if tiny else ""
         return cls(config, graphdef, params, vae_model, text_encoder, mesh, tiny, path)

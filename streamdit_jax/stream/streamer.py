@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.flow import Scheme
+from streamdit_jax.storage import workpath
 from streamdit_jax.stream.model import StreamModel
 from streamdit_jax.stream.rollout import Conditioning, StreamState
 from streamdit_jax.stream.video import InputVideo, LiveInput
@@ -570,7 +571,7 @@ def _to_uint8(video: jax.Array) -> jax.Array:
 def read_schedule(path: str | Path) -> list[tuple[float, str]]:
     """A prompt schedule from a jsonl file of ``{"at": seconds, "prompt": text}`` lines."""
     schedule = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(workpath(path).read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:

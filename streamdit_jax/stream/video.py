@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 from streamdit_jax.config import Config
 from streamdit_jax.data import DataError
 from streamdit_jax.data.frames import fit_frame, source_index
+from streamdit_jax.storage import is_url, upload, workpath, write_with
 
 
 class InputVideo:
@@ -137,13 +140,20 @@ class VideoSink:
             raise ValueError("VideoSink needs an mp4 path, a frames folder, or both")
         self.frames = 0
         self._writer = None
-        if out is not None:
+        self._target = None if out is None else workpath(out)
+        if self._target is not None:
             import imageio.v3 as iio
 
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            self._writer = iio.imopen(Path(out), "w", plugin="pyav")
+            if is_url(self._target):  # PyAV writes local files: encoded here, uploaded on close
+                handle, local = tempfile.mkstemp(suffix=self._target.suffix or ".mp4")
+                os.close(handle)
+                self._local = Path(local)
+            else:
+                self._target.parent.mkdir(parents=True, exist_ok=True)
+                self._local = Path(self._target)
+            self._writer = iio.imopen(self._local, "w", plugin="pyav")
             self._writer.init_video_stream("libx264", fps=fps)
-        self._dir = None if frames_dir is None else Path(frames_dir)
+        self._dir = None if frames_dir is None else workpath(frames_dir)
         if self._dir is not None:
             self._dir.mkdir(parents=True, exist_ok=True)
 
@@ -153,13 +163,16 @@ class VideoSink:
         if self._dir is not None:
             from PIL import Image
 
-            Image.fromarray(frame).save(self._dir / f"frame_{self.frames:06d}.png")
+            image = Image.fromarray(frame)
+            write_with(self._dir / f"frame_{self.frames:06d}.png", lambda f: image.save(f, format="PNG"))
         self.frames += 1
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            if is_url(self._target):
+                upload(self._local, self._target)
 
     def __enter__(self) -> VideoSink:
         return self

@@ -14,7 +14,7 @@ import json
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from os import PathLike
 from typing import Any, Protocol
 
 import flax.struct
@@ -38,6 +38,7 @@ from streamdit_jax.config import (
 )
 from streamdit_jax.model.functional import param_shardings
 from streamdit_jax.sharding import axes, logical_sharding, use_mesh
+from streamdit_jax.storage import append_text, workpath
 from streamdit_jax.train.optim import learning_rate, make_optimizer
 
 # Metrics shown on the progress line (all go to TensorBoard).
@@ -113,7 +114,7 @@ class Trainer:
         opt_cfg: OptimizerConfig,
         mesh: Mesh,
         rules: Sequence[tuple],
-        workdir: str | Path,
+        workdir: str | PathLike,
         *,
         run_config: Config | None = None,
         section: str = "train",
@@ -123,16 +124,11 @@ class Trainer:
         initial: nnx.State | None = None,
         frozen: Any = None,
     ):
-        self.task, self.cfg, self.opt_cfg = task, train_cfg, opt_cfg
-        self.frozen, self.initial = frozen, initial
-        self.mesh, self.rules = mesh, tuple(rules)
-        self.workdir = Path(workdir).resolve()
+        self._set_up_program(task, train_cfg, opt_cfg, mesh, rules, section, frozen)
+        self.initial = initial
+        self.workdir = workpath(workdir)
         self.run_config, self.seed, self.progress = run_config, seed, progress
         self.is_main = jax.process_index() == 0
-        self.local_batch = self._check_batch(train_cfg, mesh, self.rules, section)
-        self.tx = make_optimizer(opt_cfg, train_cfg.steps)
-        self.schedule = learning_rate(opt_cfg, train_cfg.steps)
-        self._build_shardings()
         self.manager = ckpt.manager(
             self.workdir,
             (ckpt.PARAMS, ckpt.CONFIG, EMA, OPT_STATE, TRAIN, RUN_CONFIG, DATA),
@@ -148,6 +144,16 @@ class Trainer:
         self.data = iter(task.train_batches(self.local_batch, seed, jax.process_index(), jax.process_count()))
         self.state = self._restore(existing) if existing is not None else self._init()
         self.last_saved = existing
+
+    def _set_up_program(self, task, train_cfg, opt_cfg, mesh, rules, section, frozen) -> None:
+        """The optimizer, the shardings and the jitted steps: everything but the work dir, the data and
+        the state (nothing is allocated)."""
+        self.task, self.cfg, self.opt_cfg, self.frozen = task, train_cfg, opt_cfg, frozen
+        self.mesh, self.rules = mesh, tuple(rules)
+        self.local_batch = self._check_batch(train_cfg, mesh, self.rules, section)
+        self.tx = make_optimizer(opt_cfg, train_cfg.steps)
+        self.schedule = learning_rate(opt_cfg, train_cfg.steps)
+        self._build_shardings()
         frozen_shardings = jax.tree.map(lambda x: x.sharding, frozen)
         self._train_step = jax.jit(
             self._step,
@@ -158,6 +164,41 @@ class Trainer:
         self._eval_step = jax.jit(
             self._evaluate, in_shardings=(self.state_shardings, self.batch_shardings, frozen_shardings)
         )
+
+    @classmethod
+    def program(
+        cls, task: Task, train_cfg: TrainConfig, opt_cfg: OptimizerConfig, mesh: Mesh, rules: Sequence[tuple],
+        section: str = "train",
+    ) -> Trainer:  # fmt: skip
+        """The trainer's program alone (optimizer, shardings, jitted steps) for :meth:`lower_step`: no work
+        dir, no data, no state; nothing is allocated (``streamdit plan``)."""
+        trainer = cls.__new__(cls)
+        trainer._set_up_program(task, train_cfg, opt_cfg, mesh, rules, section, None)
+        return trainer
+
+    def abstract_state(self) -> TrainState:
+        """The TrainState's shapes, dtypes and shardings, without allocating it."""
+
+        def init() -> TrainState:
+            _, params, rest = self._split(self._build(nnx.Rngs(0)))
+            return TrainState(
+                step=jnp.zeros((), jnp.int32), params=params, rest=rest, ema=params,
+                opt_state=self.tx.init(params), rng=jax.random.key_data(jax.random.key(0)),
+                first_nonfinite=jnp.zeros((), jnp.int32),
+            )  # fmt: skip
+
+        with use_mesh(self.mesh, self.rules):
+            shapes = jax.eval_shape(init)
+        return jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, self.state_shardings
+        )
+
+    def lower_step(self, batch: Mapping[str, jax.ShapeDtypeStruct]) -> jax.stages.Lowered:
+        """The training step lowered on abstract inputs (the global ``batch``'s shapes and dtypes)."""
+        shardings = self.batch_shardings
+        batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
+        with use_mesh(self.mesh, self.rules):
+            return self._train_step.lower(self.abstract_state(), batch, self.frozen)
         self._stop_signal: str | None = None
 
     @staticmethod
@@ -194,9 +235,16 @@ class Trainer:
         abstract_params = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), params, p_sh
         )
-        with use_mesh(self.mesh, self.rules):
-            opt_sh = jax.jit(self.tx.init).lower(abstract_params).compile().output_shardings
         replicated = NamedSharding(self.mesh, PartitionSpec())
+        with use_mesh(self.mesh, self.rules):
+            abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
+        # The optimizer's per-parameter state (AdamW's moments) is sharded like its parameter, the rest
+        # (step counts) replicated. (Output shardings of a jitted init would replicate the moments: zeros
+        # do not depend on the parameters, so nothing propagates their sharding.)
+        like_param = lambda _, sharding: sharding
+        opt_sh = optax.tree_map_params(
+            self.tx, like_param, abstract_opt, p_sh, transform_non_params=lambda _: replicated
+        )
         self.state_shardings = TrainState(
             step=replicated,
             params=p_sh,
@@ -506,8 +554,8 @@ class Trainer:
             for name, value in values.items():
                 writer.add_scalar(f"{prefix}/{name}", value, step)
             writer.flush()
-            with open(self.workdir / METRICS_FILE, "a") as f:
-                f.write(json.dumps({"step": step, "split": prefix, **values}) + "\n")
+            line = json.dumps({"step": step, "split": prefix, **values})
+            append_text(self.workdir / METRICS_FILE, line + "\n")
         shown = {f"{prefix}_{k}": f"{v:.4g}" for k, v in values.items() if prefix == "eval" or k in _SHOWN}
         if bar is not None:
             bar.set_postfix(shown)

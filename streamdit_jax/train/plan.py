@@ -1,0 +1,195 @@
+"""``streamdit plan``: does a preset's training step fit on a mesh, and with what batch?
+
+The step is the Trainer's own program (``Trainer.program``), lowered on abstract inputs and compiled
+for the mesh's devices; nothing is allocated. Per-device bytes come from two places: the train state's
+shapes and shardings (``jax.eval_shape``: parameters, EMA, optimizer state) and XLA's memory analysis
+of the compiled per-device program (arguments, outputs not aliased to the donated state, and the
+temporaries: activations kept for the backward pass under the remat policy, and workspace).
+
+The analysis is the compiler's for the platform it compiles on: plan on the accelerator itself, or on
+a CPU host with ``--devices N`` fake devices for a cluster one does not have (XLA:CPU's buffer
+assignment, which docs/training.md compares with measured peaks).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+
+from streamdit_jax.config import Config, ConfigError, MeshConfig
+from streamdit_jax.sharding import make_mesh
+from streamdit_jax.sharding.axes import MESH_AXES
+
+GIB = 2**30
+SEARCH_FACTOR = 8  # the search for a mesh that fits goes up to this many times the planned devices
+
+
+@dataclasses.dataclass(frozen=True)
+class StepMemory:
+    """Bytes per device of one training step (the most loaded device's share of each sharded array)."""
+
+    mesh: tuple[int, ...]
+    batch_size: int  # global
+    params: int  # trained parameters and the model's other state
+    ema: int
+    optimizer: int
+    batch: int
+    activations: int  # XLA temporaries: activations kept for the backward pass, and workspace
+    outputs: int  # step outputs not written into the donated state (metrics)
+    arguments: int  # XLA's count of the step's inputs (state + batch)
+
+    @property
+    def total(self) -> int:
+        """The step's peak: inputs + outputs not aliased to them + temporaries."""
+        return self.arguments + self.outputs + self.activations
+
+    def to_dict(self) -> dict:
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            "mesh": dict(zip(MESH_AXES, self.mesh, strict=True)),
+            "total": self.total,
+        }
+
+
+def _shard_bytes(tree) -> int:
+    """Bytes of the largest shard (the most loaded device) of every abstract array in ``tree``, summed."""
+    total = 0
+    for leaf in jax.tree.leaves(tree):
+        shape = leaf.sharding.shard_shape(leaf.shape) if leaf.sharding is not None else leaf.shape
+        total += math.prod(shape) * np.dtype(leaf.dtype).itemsize
+    return total
+
+
+def batch_shapes(cfg: Config, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The global batch the StreamDiT's training step takes (``bench train``'s synthetic one)."""
+    length, model = cfg.text.max_length, cfg.model
+    return {
+        "latents": jax.ShapeDtypeStruct((batch_size, *cfg.latent_grid, model.latent_channels), np.float32),
+        "text": jax.ShapeDtypeStruct((batch_size, length, model.text_width), np.float32),
+        "text_mask": jax.ShapeDtypeStruct((batch_size, length), np.bool_),
+    }
+
+
+def step_memory(cfg: Config, devices: Sequence[jax.Device] | None = None) -> StepMemory:
+    """Compiles ``cfg``'s training step for ``cfg.mesh`` over ``devices`` (default: all) and reads its
+    per-device memory; a ConfigError when the batch does not split over the mesh."""
+    from streamdit_jax.bench.train import SyntheticExamples
+    from streamdit_jax.train import Trainer
+    from streamdit_jax.train.flow_task import FlowTask
+
+    devices = list(jax.devices() if devices is None else devices)
+    mesh = make_mesh(cfg.mesh, devices)
+    task = FlowTask(cfg, examples=SyntheticExamples(cfg))
+    program = Trainer.program(task, cfg.train, cfg.optimizer, mesh, cfg.mesh.rules)
+    state = program.abstract_state()
+    batch = batch_shapes(cfg, cfg.train.batch_size)
+    analysis = program.lower_step(batch).compile().memory_analysis()
+    batch_sharded = [
+        jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=program.batch_shardings[k]) for k, v in batch.items()
+    ]
+    return StepMemory(
+        mesh=tuple(int(n) for n in mesh.devices.shape),
+        batch_size=cfg.train.batch_size,
+        params=_shard_bytes((state.params, state.rest)),
+        ema=_shard_bytes(state.ema),
+        optimizer=_shard_bytes(state.opt_state),
+        batch=_shard_bytes(batch_sharded),
+        activations=int(analysis.temp_size_in_bytes),
+        outputs=int(analysis.output_size_in_bytes - analysis.alias_size_in_bytes),
+        arguments=int(analysis.argument_size_in_bytes),
+    )
+
+
+def with_batch(cfg: Config, batch_size: int) -> Config:
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, batch_size=batch_size))
+
+
+def with_mesh(cfg: Config, shape: tuple[int, ...]) -> Config:
+    return dataclasses.replace(cfg, mesh=MeshConfig(shape=tuple(shape), rules=cfg.mesh.rules))
+
+
+def batch_unit(cfg: Config, shape: tuple[int, ...]) -> int:
+    """The smallest global batch that splits over ``shape``'s batch axes (data x fsdp) and the
+    accumulation micro-steps."""
+    return shape[0] * shape[1] * cfg.train.grad_accum
+
+
+def _resolved(cfg: Config) -> tuple[int, ...]:
+    if -1 in cfg.mesh.shape:
+        raise ValueError(f"mesh.shape {cfg.mesh.shape}: resolve the -1 first (plan.with_mesh)")
+    return tuple(cfg.mesh.shape)
+
+
+def largest_batch(cfg: Config, budget: int, devices: Sequence[jax.Device] | None = None) -> StepMemory | None:
+    """The step of the largest global batch (a multiple of :func:`batch_unit`) within ``budget`` bytes per
+    device on ``cfg``'s mesh (resolved), or None when not even the smallest fits. Memory grows linearly
+    with the batch: two compiles give the slope, and the batch they point at is compiled to check it
+    (stepping down while over)."""
+    shape = _resolved(cfg)
+    devices = list(jax.devices() if devices is None else devices)[: math.prod(shape)]
+    unit = batch_unit(cfg, shape)
+    one = step_memory(with_batch(cfg, unit), devices)
+    if one.total > budget:
+        return None
+    two = step_memory(with_batch(cfg, 2 * unit), devices)
+    per_unit = max(two.total - one.total, 1)
+    units = max(1, 1 + (budget - one.total) // per_unit)
+    known = {1: one, 2: two}
+    while True:
+        memory = known.get(units) or step_memory(with_batch(cfg, units * unit), devices)
+        if memory.total <= budget:
+            return memory
+        units -= max(1, units // 8)
+
+
+def smallest_fitting_mesh(
+    cfg: Config, budget: int, devices: Sequence[jax.Device] | None = None
+) -> StepMemory | None:
+    """With the configured batch, the mesh of fewest devices that fits ``budget``: ``cfg``'s (resolved)
+    mesh with its fsdp axis doubled until it fits and the batch still splits, on at most ``devices``."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = list(_resolved(cfg))
+    while math.prod(shape) * 2 <= len(devices):
+        shape[1] *= 2
+        if cfg.train.batch_size % batch_unit(cfg, tuple(shape)):
+            continue
+        memory = step_memory(with_mesh(cfg, tuple(shape)), devices[: math.prod(shape)])
+        if memory.total <= budget:
+            return memory
+    return None
+
+
+def gib(nbytes: int) -> str:
+    return f"{nbytes / GIB:.2f} GiB" if nbytes >= GIB / 10 else f"{nbytes / 2**20:.1f} MiB"
+
+
+def format_memory(memory: StepMemory) -> str:
+    """The per-device table ``streamdit plan`` prints."""
+    rows = [
+        ("parameters (+ model state)", memory.params, ""),
+        ("EMA", memory.ema, ""),
+        ("optimizer state", memory.optimizer, ""),
+        ("batch", memory.batch, ""),
+        ("activations and workspace", memory.activations, "XLA temporaries under the remat policy"),
+        ("step outputs", memory.outputs, "not written into the donated state"),
+        ("total", memory.total, "the step's peak: inputs + outputs + temporaries"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"per device (mesh {memory.mesh}, global batch {memory.batch_size}):"]
+    lines += [f"  {name:<{width}}  {gib(n):>11}  {note}".rstrip() for name, n, note in rows]
+    return "\n".join(lines)
+
+
+def device_memory_bytes(device: jax.Device) -> int | None:
+    """What the device's allocator may use (GPU, TPU); None where it does not say (CPU)."""
+    stats = device.memory_stats() or {}
+    return stats.get("bytes_limit")
+
+
+def check_budget(budget_gib: float | None) -> None:
+    if budget_gib is not None and budget_gib <= 0:
+        raise ConfigError(f"--device-memory {budget_gib}: give the memory of one device in GiB, e.g. 80")
