@@ -94,6 +94,19 @@ def latest_step(directory: str | PathLike) -> int:
     return step
 
 
+def saved_steps(directory: str | PathLike) -> list[int]:
+    """The complete steps under ``directory``, read from its listing alone (no CheckpointManager, hence
+    no barrier across processes): step folders under their final name, in a bucket with their
+    commit_success.txt. [] when the directory does not exist."""
+    path = workpath(directory)
+    if not path.is_dir():
+        return []
+    steps = [p for p in path.iterdir() if p.name.isdigit() and p.is_dir()]
+    if str(path).startswith("s3://"):
+        steps = [p for p in steps if (p / "commit_success.txt").exists()]
+    return sorted(int(p.name) for p in steps)
+
+
 def restore_config(directory: str | PathLike, step: int | None = None):
     """The config saved with a checkpoint: a transformer's ModelConfig, an AutoencoderConfig or a
     TinyDecoderConfig."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import ConfigError
-from streamdit_jax.storage import workpath
+from streamdit_jax.storage import workpath, write_with
 
 
 def _add_config_args(parser: argparse.ArgumentParser, default: str | None = None) -> None:
@@ -134,16 +134,11 @@ def _with_init(cfg, section: str, init: str | None):
 
 
 def _resuming(args: argparse.Namespace) -> bool:
-    """``--resume`` of a work dir that holds a checkpoint: the run goes on from it, ``--init`` is not read."""
-    from streamdit_jax.checkpoint import latest_step
+    """``--resume`` of a work dir that holds a checkpoint: the run goes on from it, ``--init`` is not read.
+    (From the folder's listing: every process reads the same one before the trainer writes anything.)"""
+    from streamdit_jax.checkpoint import saved_steps
 
-    if not args.resume:
-        return False
-    try:
-        latest_step(args.workdir)
-    except FileNotFoundError:
-        return False
-    return True
+    return bool(args.resume and saved_steps(args.workdir))
 
 
 def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
@@ -357,7 +352,8 @@ def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         print(f"  {background} background: {score:.2f} dB")
     if args.png:
         pixels = ((image + 1.0) * 127.5).clip(0, 255).astype("uint8")
-        Image.fromarray(pixels).save(args.png)
+        strip = Image.fromarray(pixels)
+        write_with(workpath(args.png), lambda f: strip.save(f, format="PNG"))
         print(f"wrote {args.png}: originals above reconstructions, first, middle and last frame")
 
 
@@ -631,8 +627,9 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         result = bench_peer(cfg, args.steps, args.warmup, compile_model=args.compile, phases=modes or PHASES)
     text = json.dumps(result, indent=2)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+        target = workpath(args.json)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text + "\n")
     _print(text)
     ran = Path(sys.argv[0]).name in ("streamdit", "cli.py")  # else called in-process (tests)
     command = "streamdit " + shlex.join(sys.argv[1:] if ran else ["bench"])

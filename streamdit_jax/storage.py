@@ -31,6 +31,8 @@ from urllib.parse import urlparse
 
 from etils import epath
 
+from streamdit_jax.config import ConfigError
+
 URL_SCHEMES = ("gs", "s3")
 CACHE_ENV = "STREAMDIT_CACHE"  # where bucket files that need a local copy are kept
 
@@ -57,6 +59,17 @@ def workpath(path: str | os.PathLike) -> epath.Path:
     return epath.Path(os.path.abspath(os.path.expanduser(text)))
 
 
+def local_input(path: str | os.PathLike, what: str) -> Path:
+    """``path`` as a local Path; a ConfigError naming ``what`` for a bucket URL (read by PyAV, which
+    reads local files: raw videos, a video-to-video input)."""
+    if is_url(path):
+        raise ConfigError(
+            f"{what} {path}: videos are read from local disk. Fix: copy them to a local folder, or encode "
+            "them into shards with `streamdit encode` (data.source=latents reads a bucket)"
+        )
+    return Path(path)
+
+
 def append_text(path: epath.Path, text: str) -> None:
     """Appends ``text`` to a file; on an object store the object is rewritten whole."""
     if is_url(path):
@@ -81,16 +94,19 @@ def upload(local: str | os.PathLike, target: epath.Path) -> None:
 
 
 def local_copy(folder: epath.Path) -> Path:
-    """``folder`` itself when local; for a bucket folder, a local cache holding its files (fetched once:
-    a file of the same size is not fetched again)."""
+    """``folder`` itself when local; for a bucket folder, a local cache holding exactly its files (each
+    fetched once: a file of the same size is not fetched again; encode never rewrites a finished shard)."""
     if not is_url(folder):
         return Path(folder)
     root = Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "streamdit"))
     cache = root / "buckets" / hashlib.sha1(str(folder).encode()).hexdigest()[:16]
     cache.mkdir(parents=True, exist_ok=True)
-    for remote in folder.iterdir():
+    remote_files = [p for p in folder.iterdir() if not p.is_dir()]
+    for stale in set(p.name for p in cache.iterdir()) - {p.name for p in remote_files}:
+        (cache / stale).unlink()  # gone from the bucket
+    for remote in remote_files:
         local = cache / remote.name
-        if remote.is_dir() or (local.exists() and local.stat().st_size == remote.stat().length):
+        if local.exists() and local.stat().st_size == remote.stat().length:
             continue
         with remote.open("rb") as src, tempfile.NamedTemporaryFile(dir=cache, delete=False) as dst:
             shutil.copyfileobj(src, dst, 16 << 20)

@@ -12,9 +12,11 @@ import pytest
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax import storage
 from streamdit_jax.cli import main
-from streamdit_jax.config import load
+from streamdit_jax.config import ConfigError, load
+from streamdit_jax.data.encode import read_captions
 from streamdit_jax.data.latents import LatentShards
 from streamdit_jax.storage import append_text, local_copy, workpath
+from streamdit_jax.stream.video import InputVideo
 from streamdit_jax.text.precomputed import PrecomputedText
 
 
@@ -22,9 +24,9 @@ def test_workpath_keeps_urls_and_makes_local_paths_absolute(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert str(workpath("s3://bucket/runs/a")) == "s3://bucket/runs/a"
     assert str(workpath("s3://bucket/runs/a") / "7") == "s3://bucket/runs/a/7"
-    assert str(workpath("runs/a")) == str(tmp_path / "runs" / "a")  # never ./gs:/..., never resolved
+    assert str(workpath("runs/a")) == os.path.join(os.getcwd(), "runs", "a")  # never ./gs:/...
     os.symlink(tmp_path, tmp_path / "link")
-    assert str(workpath("link/x")) == str(tmp_path / "link" / "x")  # symlinks kept, as typed
+    assert str(workpath("link/x")) == os.path.join(os.getcwd(), "link", "x")  # symlinks kept, as typed
     with pytest.raises(ValueError, match="http:// is not a supported location; use a local folder"):
         workpath("http://host/run")
     with pytest.raises(ValueError, match="names no bucket"):
@@ -64,6 +66,9 @@ def test_appends_and_local_copies_of_bucket_files(bucket):
     os.utime(local / "a.bin", (0, 0))
     assert local_copy(workpath(f"{bucket}/shards")) == local
     assert (local / "a.bin").stat().st_mtime == 0  # the same size: not fetched again
+    (workpath(bucket) / "shards" / "a.bin").unlink()
+    (workpath(bucket) / "shards" / "b.bin").write_bytes(b"de")
+    assert sorted(p.name for p in local_copy(workpath(f"{bucket}/shards")).iterdir()) == ["b.bin"]
 
 
 def test_encode_into_a_bucket_reads_back_as_the_local_shards(bucket, tiny_vae, tiny_latents):
@@ -88,3 +93,11 @@ def test_encode_into_a_bucket_reads_back_as_the_local_shards(bucket, tiny_vae, t
     tokens, mask = PrecomputedText(out)([local[1]["caption"], ""])
     np.testing.assert_array_equal(np.asarray(tokens[0]), np.asarray(local[1]["text"], np.float32))
     assert not np.asarray(mask[1]).all()  # the empty prompt's states, from the bucket's npz
+
+
+def test_videos_in_a_bucket_are_a_clear_error():
+    """PyAV reads local files: raw videos and a video-to-video input must be local; shards need not."""
+    with pytest.raises(ConfigError, match=r"caption file s3://b/c\.jsonl: videos are read from local disk"):
+        read_captions("s3://b/c.jsonl", "s3://b/videos")
+    with pytest.raises(ConfigError, match=r"input video gs://b/in\.mp4: .* `streamdit encode`"):
+        InputVideo("gs://b/in.mp4", load("tiny", num_devices=1))

@@ -59,19 +59,24 @@ def test_a_mesh_that_cannot_fit_is_reported_with_the_smallest_that_can(tmp_path,
 def _fake_memory(total_of):
     def step_memory(cfg, devices=None):
         b, shape = cfg.train.batch_size, tuple(cfg.mesh.shape)
-        return StepMemory(shape, b, 0, 0, 0, 0, total_of(b, shape), 0, 0)
+        return StepMemory(shape, b, 0, 0, 0, 0, int(total_of(b, shape)), 0, 0)
 
     return step_memory
 
 
 def test_the_largest_batch_search_lands_on_the_last_batch_within_budget(monkeypatch):
-    """Linear growth is found from two compiles and checked; growth steeper than linear steps down."""
+    """Linear growth is found from two compiles and checked at its edge; growth faster or slower than
+    linear is bisected to the same edge."""
     cfg = plan.with_mesh(load("tiny", num_devices=8), (2, 1, 1, 1))  # batches of 2k
-    monkeypatch.setattr(plan, "step_memory", _fake_memory(lambda b, _: 100 + 10 * b))
-    assert plan.largest_batch(cfg, 345).batch_size == 24  # 100 + 240 <= 345 < 100 + 260
-    assert plan.largest_batch(cfg, 119) is None  # not even a batch of 2
-    monkeypatch.setattr(plan, "step_memory", _fake_memory(lambda b, _: 100 + b * b))
-    assert plan.largest_batch(cfg, 600).batch_size == 22  # 584 fits, 24 * 24 + 100 = 676 does not
+    cases = [
+        (lambda b, _: 100 + 10 * b, 345, 24),  # 100 + 240 <= 345 < 100 + 260
+        (lambda b, _: 100 + 2 * b + 0.05 * b * b, 1000, 114),  # 977.8 fits, 116: 1004.8 does not
+        (lambda b, _: 100 + 50 * b**0.5, 1000, 324),  # sqrt(324) = 18: exactly 1000
+    ]
+    for total_of, budget, want in cases:
+        monkeypatch.setattr(plan, "step_memory", _fake_memory(total_of))
+        assert plan.largest_batch(cfg, budget).batch_size == want, (budget, want)
+    assert plan.largest_batch(cfg, 103) is None  # not even a batch of 2 (104.2)
 
 
 def test_the_mesh_search_grows_fsdp_while_the_batch_splits(monkeypatch):

@@ -114,6 +114,8 @@ def step_peak_from_rss(
         before = _proc_status_kib("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current resident set
+        if _proc_status_kib("VmHWM") > _proc_status_kib("VmRSS") + 1024:
+            return None  # the reset was ignored: the peak would still hold the compilation's
     except (OSError, StopIteration):
         return None
     for _ in range(repeats):

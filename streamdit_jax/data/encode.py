@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +29,7 @@ from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.config import Config
 from streamdit_jax.data.frames import conform, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, SHARD_SUFFIX, pack
-from streamdit_jax.storage import is_url, upload, workpath, write_with
+from streamdit_jax.storage import is_url, local_input, upload, workpath, write_with
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".avi")
@@ -46,8 +46,9 @@ class EncodeReport:
 
 def read_captions(path: str | Path, videos_dir: str | Path) -> list[tuple[Path, str]]:
     """(video path, caption) pairs from a jsonl of {"video": path, "caption": text}; checked up front."""
+    path, videos_dir = local_input(path, "caption file"), local_input(videos_dir, "video folder")
     entries = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -57,7 +58,7 @@ def read_captions(path: str | Path, videos_dir: str | Path) -> list[tuple[Path, 
             raise ValueError(
                 f'{path}:{number}: expected a JSON object with "video" and "caption", got {line[:80]!r} ({e})'
             ) from e
-        entries.append((Path(videos_dir) / video, str(caption)))
+        entries.append((videos_dir / video, str(caption)))
     if not entries:
         raise ValueError(f"{path} lists no videos")
     return entries
@@ -195,7 +196,7 @@ def write_shards(
             bar.update(videos_per_shard)
             continue
         # ArrayRecord writes local files: next to the shard, or in a temporary folder for a bucket.
-        local = tempfile.mkdtemp() if is_url(out) else out
+        local = tempfile.mkdtemp(prefix="streamdit-shard-") if is_url(out) else out
         temporary = Path(local) / f"{name}{SHARD_SUFFIX}.tmp"
         writer = ArrayRecordWriter(str(temporary), "group_size:1")
         # captions: the record (within this shard) of each caption's first clip, for PrecomputedText.
@@ -220,8 +221,10 @@ def write_shards(
             writer.write(pack(done))
         writer.close()
         if is_url(out):
-            upload(temporary, out / f"{name}{SHARD_SUFFIX}")
-            os.rmdir(local)
+            try:
+                upload(temporary, out / f"{name}{SHARD_SUFFIX}")
+            finally:
+                shutil.rmtree(local, ignore_errors=True)
         else:
             temporary.rename(out / f"{name}{SHARD_SUFFIX}")
         manifest.write_text(json.dumps(counts, indent=1) + "\n")

@@ -12,7 +12,7 @@ import numpy as np
 from streamdit_jax.config import Config
 from streamdit_jax.data import DataError
 from streamdit_jax.data.frames import fit_frame, source_index
-from streamdit_jax.storage import is_url, upload, workpath, write_with
+from streamdit_jax.storage import is_url, local_input, upload, workpath, write_with
 
 
 class InputVideo:
@@ -23,7 +23,7 @@ class InputVideo:
     def __init__(self, path: str | Path, cfg: Config):
         import imageio.v3 as iio
 
-        self.path, self.cfg = Path(path), cfg
+        self.path, self.cfg = local_input(path, "input video"), cfg
         if not self.path.is_file():
             raise FileNotFoundError(f"input video {self.path} does not exist")
         try:

@@ -36,7 +36,7 @@ class PrecomputedText:
         if prompt not in self.index:
             known = ", ".join(repr(c) for c in list(self.index)[:3])
             raise KeyError(
-                f"{prompt!r} is not a caption of the encoded dataset in {self.shards.directory} (e.g. "
+                f"{prompt!r} is not a caption of the encoded dataset in {self.shards.source} (e.g. "
                 f"{known}); encode new prompts with the preset's text encoder"
             )
         record = self.shards[self.index[prompt]]

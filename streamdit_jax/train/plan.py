@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from streamdit_jax.config import Config, ConfigError, MeshConfig
-from streamdit_jax.sharding import make_mesh
+from streamdit_jax.sharding import axes, make_mesh
 from streamdit_jax.sharding.axes import MESH_AXES
 
 GIB = 2**30
@@ -66,12 +66,10 @@ def _shard_bytes(tree) -> int:
 
 def batch_shapes(cfg: Config, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """The global batch the StreamDiT's training step takes (``bench train``'s synthetic one)."""
-    length, model = cfg.text.max_length, cfg.model
-    return {
-        "latents": jax.ShapeDtypeStruct((batch_size, *cfg.latent_grid, model.latent_channels), np.float32),
-        "text": jax.ShapeDtypeStruct((batch_size, length, model.text_width), np.float32),
-        "text_mask": jax.ShapeDtypeStruct((batch_size, length), np.bool_),
-    }
+    from streamdit_jax.bench.train import SyntheticExamples
+
+    one = SyntheticExamples(cfg).batch(1)
+    return {k: jax.ShapeDtypeStruct((batch_size, *v.shape[1:]), v.dtype) for k, v in one.items()}
 
 
 def step_memory(cfg: Config, devices: Sequence[jax.Device] | None = None) -> StepMemory:
@@ -113,9 +111,14 @@ def with_mesh(cfg: Config, shape: tuple[int, ...]) -> Config:
 
 
 def batch_unit(cfg: Config, shape: tuple[int, ...]) -> int:
-    """The smallest global batch that splits over ``shape``'s batch axes (data x fsdp) and the
+    """The smallest global batch the trainer takes on ``shape``: one example for each device of the mesh
+    axes the batch is sharded over (``mesh.rules``' batch axis; at least one per process), times the
     accumulation micro-steps."""
-    return shape[0] * shape[1] * cfg.train.grad_accum
+    axes_of_batch = dict(cfg.mesh.rules).get(axes.BATCH) or ()
+    axes_of_batch = axes_of_batch if isinstance(axes_of_batch, tuple) else (axes_of_batch,)
+    sizes = dict(zip(MESH_AXES, shape, strict=True))
+    devices = math.prod(sizes[a] for a in axes_of_batch)
+    return max(devices, jax.process_count()) * cfg.train.grad_accum
 
 
 def _resolved(cfg: Config) -> tuple[int, ...]:
@@ -126,24 +129,46 @@ def _resolved(cfg: Config) -> tuple[int, ...]:
 
 def largest_batch(cfg: Config, budget: int, devices: Sequence[jax.Device] | None = None) -> StepMemory | None:
     """The step of the largest global batch (a multiple of :func:`batch_unit`) within ``budget`` bytes per
-    device on ``cfg``'s mesh (resolved), or None when not even the smallest fits. Memory grows linearly
-    with the batch: two compiles give the slope, and the batch they point at is compiled to check it
-    (stepping down while over)."""
+    device on ``cfg``'s (resolved) mesh, or None when not even the smallest fits.
+
+    Memory grows about linearly with the batch: two compiles give the slope; the batch it points at and
+    the next one are compiled to confirm the edge, and a miss is searched by bisection (growth faster or
+    slower than linear costs a few more compiles, never a wrong answer)."""
     shape = _resolved(cfg)
     devices = list(jax.devices() if devices is None else devices)[: math.prod(shape)]
     unit = batch_unit(cfg, shape)
-    one = step_memory(with_batch(cfg, unit), devices)
-    if one.total > budget:
+    compiled: dict[int, StepMemory] = {}
+
+    def memory(units: int) -> StepMemory:
+        if units not in compiled:
+            compiled[units] = step_memory(with_batch(cfg, units * unit), devices)
+        return compiled[units]
+
+    if memory(1).total > budget:
         return None
-    two = step_memory(with_batch(cfg, 2 * unit), devices)
-    per_unit = max(two.total - one.total, 1)
-    units = max(1, 1 + (budget - one.total) // per_unit)
-    known = {1: one, 2: two}
-    while True:
-        memory = known.get(units) or step_memory(with_batch(cfg, units * unit), devices)
-        if memory.total <= budget:
-            return memory
-        units -= max(1, units // 8)
+    per_unit = max(memory(2).total - memory(1).total, 1)
+    guess = max(1, 1 + (budget - memory(1).total) // per_unit)
+    fits, over = 1, None  # the largest multiple known to fit, the smallest known not to
+    for units in (2, guess, guess + 1):
+        if over is not None and units >= over:
+            continue
+        if memory(units).total <= budget:
+            fits = max(fits, units)
+        else:
+            over = units if over is None else min(over, units)
+    while over is None:  # slower than linear: grow until a batch does not fit
+        units = 2 * fits
+        if memory(units).total <= budget:
+            fits = units
+        else:
+            over = units
+    while over - fits > 1:
+        middle = (fits + over) // 2
+        if memory(middle).total <= budget:
+            fits = middle
+        else:
+            over = middle
+    return memory(fits)
 
 
 def smallest_fitting_mesh(
@@ -156,7 +181,7 @@ def smallest_fitting_mesh(
     while math.prod(shape) * 2 <= len(devices):
         shape[1] *= 2
         if cfg.train.batch_size % batch_unit(cfg, tuple(shape)):
-            continue
+            break  # the batch no longer splits over the grown axis
         memory = step_memory(with_mesh(cfg, tuple(shape)), devices[: math.prod(shape)])
         if memory.total <= budget:
             return memory

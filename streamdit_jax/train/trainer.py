@@ -144,6 +144,7 @@ class Trainer:
         self.data = iter(task.train_batches(self.local_batch, seed, jax.process_index(), jax.process_count()))
         self.state = self._restore(existing) if existing is not None else self._init()
         self.last_saved = existing
+        self._stop_signal: str | None = None
 
     def _set_up_program(self, task, train_cfg, opt_cfg, mesh, rules, section, frozen) -> None:
         """The optimizer, the shardings and the jitted steps: everything but the work dir, the data and
@@ -179,16 +180,13 @@ class Trainer:
     def abstract_state(self) -> TrainState:
         """The TrainState's shapes, dtypes and shardings, without allocating it."""
 
-        def init() -> TrainState:
-            _, params, rest = self._split(self._build(nnx.Rngs(0)))
-            return TrainState(
-                step=jnp.zeros((), jnp.int32), params=params, rest=rest, ema=params,
-                opt_state=self.tx.init(params), rng=jax.random.key_data(jax.random.key(0)),
-                first_nonfinite=jnp.zeros((), jnp.int32),
-            )  # fmt: skip
-
-        with use_mesh(self.mesh, self.rules):
-            shapes = jax.eval_shape(init)
+        params, rest = self.abstract
+        scalar = jax.ShapeDtypeStruct((), jnp.int32)
+        rng = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+        shapes = TrainState(
+            step=scalar, params=params, rest=rest, ema=params, opt_state=self.abstract_opt, rng=rng,
+            first_nonfinite=scalar,
+        )  # fmt: skip
         return jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), shapes, self.state_shardings
         )
@@ -199,7 +197,6 @@ class Trainer:
         batch = {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=shardings[k]) for k, v in batch.items()}
         with use_mesh(self.mesh, self.rules):
             return self._train_step.lower(self.abstract_state(), batch, self.frozen)
-        self._stop_signal: str | None = None
 
     @staticmethod
     def _check_batch(cfg: TrainConfig, mesh: Mesh, rules: Sequence[tuple], section: str) -> int:
@@ -237,13 +234,13 @@ class Trainer:
         )
         replicated = NamedSharding(self.mesh, PartitionSpec())
         with use_mesh(self.mesh, self.rules):
-            abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
+            self.abstract_opt = jax.eval_shape(self.tx.init, abstract_params)
         # The optimizer's per-parameter state (AdamW's moments) is sharded like its parameter, the rest
         # (step counts) replicated. (Output shardings of a jitted init would replicate the moments: zeros
         # do not depend on the parameters, so nothing propagates their sharding.)
         like_param = lambda _, sharding: sharding
         opt_sh = optax.tree_map_params(
-            self.tx, like_param, abstract_opt, p_sh, transform_non_params=lambda _: replicated
+            self.tx, like_param, self.abstract_opt, p_sh, transform_non_params=lambda _: replicated
         )
         self.state_shardings = TrainState(
             step=replicated,
@@ -309,14 +306,14 @@ class Trainer:
         params, rest = self.abstract
         sh = self.state_shardings
         model = self._model_state(sharded(params, sh.params), sharded(rest, sh.rest))
-        abstract_opt = jax.eval_shape(self.tx.init, params)
         train = {
             "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=sh.step),
             "rng": jax.ShapeDtypeStruct((2,), jnp.uint32, sharding=sh.rng),
             "first_nonfinite": jax.ShapeDtypeStruct((), jnp.int32, sharding=sh.first_nonfinite),
         }
         ema = self._model_state(sharded(params, sh.params), sharded(rest, sh.rest))
-        return {ckpt.PARAMS: model, EMA: ema, OPT_STATE: sharded(abstract_opt, sh.opt_state), TRAIN: train}
+        opt_state = sharded(self.abstract_opt, sh.opt_state)
+        return {ckpt.PARAMS: model, EMA: ema, OPT_STATE: opt_state, TRAIN: train}
 
     def _restore(self, step: int) -> TrainState:
         saved = self.manager.restore(step, args=ocp.args.Composite(**{ckpt.CONFIG: ocp.args.JsonRestore()}))
