@@ -21,7 +21,14 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax import nnx
 
-from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, TinyDecoderConfig, from_dict
+from streamdit_jax.config import (
+    AutoencoderConfig,
+    Config,
+    ConfigError,
+    ModelConfig,
+    TinyDecoderConfig,
+    from_dict,
+)
 from streamdit_jax.storage import orbax_options, workpath
 
 PARAMS = "params"
@@ -133,7 +140,7 @@ def restore_run_config(directory: str | PathLike, step: int | None = None) -> Co
 
 def expect_kind(cfg: Any, kind: type, directory: str | PathLike) -> None:
     if not isinstance(cfg, kind):
-        raise ValueError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
+        raise ConfigError(f"{directory} holds a {type(cfg).__name__} checkpoint, not a {kind.__name__} one")
 
 
 def _weights_item(directory: str | PathLike, step: int, ema: bool) -> str:

@@ -36,8 +36,9 @@ def test_the_plan_is_within_15_percent_of_the_measured_peak(preset, tmp_path):
 
 @pytest.mark.slow
 def test_a_mesh_that_cannot_fit_is_reported_with_the_smallest_that_can(tmp_path, capsys):
-    """With a budget between the (1,2,1,1) and (1,1,1,1) steps, the single device does not fit, the
-    smallest mesh that fits is (1,2,1,1), and the largest batch on one device is reported within it."""
+    """With a budget between the (1,2,1,1) and (1,1,1,1) steps, the single device does not fit and the
+    smallest mesh that fits is (1,2,1,1). (The largest-batch search is tested on fake memory below:
+    each of its compiles would cost as much as this test.)"""
     cfg = load("tiny", num_devices=8)
     one, two = (
         plan.step_memory(plan.with_mesh(cfg, s), jax.devices()[: s[1]]) for s in ((1, 1, 1, 1), (1, 2, 1, 1))
@@ -46,14 +47,12 @@ def test_a_mesh_that_cannot_fit_is_reported_with_the_smallest_that_can(tmp_path,
     assert two.optimizer == pytest.approx(2 * two.ema, rel=0.01)  # AdamW's moments sharded like the weights
     budget_gib = (one.total + two.total) / 2 / plan.GIB
     args = ["plan", "--config", "tiny", "--mesh", "1,1,1,1", "--device-memory", f"{budget_gib:.6f}"]
-    assert main([*args, "--largest-batch", "--json", str(tmp_path / "plan.json")]) == 0
+    assert main([*args, "--json", str(tmp_path / "plan.json")]) == 0
     out = capsys.readouterr().out
     assert "does NOT fit" in out and "smallest mesh that fits batch 8: (1, 2, 1, 1) on 2 devices" in out
     report = json.loads((tmp_path / "plan.json").read_text())
     assert not report["fits"] and report["step"]["total"] == one.total
     assert report["smallest_mesh"]["total"] == two.total
-    largest = report["largest_batch"]
-    assert 1 <= largest["batch_size"] < 8 and largest["total"] <= budget_gib * plan.GIB
 
 
 def _fake_memory(total_of):

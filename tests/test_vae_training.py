@@ -1,13 +1,20 @@
 """`streamdit train-vae`: the VAE trains through the shared trainer, checkpoints, resumes and learns."""
 
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from streamdit_jax import config as config_lib
-from streamdit_jax.autoencoder import restore_vae
+from streamdit_jax.autoencoder import restore_matching_vae, restore_vae
 from streamdit_jax.autoencoder.training import VAETask
-from streamdit_jax.checkpoint import latest_step, restore_run_config
+from streamdit_jax.checkpoint import latest_step, save_params
 from streamdit_jax.cli import main
+from streamdit_jax.model import init_params
+from streamdit_jax.sharding import make_mesh
+from streamdit_jax.train import Trainer
 
 # The tiny demo's VAE settings (helpers.TINY_DEMO): its first 4 steps are the demo's own compiled step.
 SETTINGS = ["--config.mesh.shape=(2,2,1,2)", "--config.vae_train.crop=(32,32)", "--config.vae_train.frames=9"]
@@ -46,14 +53,30 @@ def test_train_vae_cli_checkpoints_statistics_resumes_and_learns(tmp_path, capsy
     assert main(eval_vae) == 0
     assert abs(_psnr(capsys.readouterr().out, "EMA weights): ") - trained) < 0.01
     assert png.stat().st_size > 1000
-    # --init starts a new run from these weights (recorded in its run config): after one step at a low
-    # learning rate it is where the trained run ended, far above a fresh init's first evaluation.
+    # --init: a new run starts from these weights (the trainer's state at step 0 is the trained VAE's
+    # EMA weights). Built, not trained: a fresh run's train step would compile again for its schedule.
     tuned = tmp_path / "tuned"
-    argv = ["train-vae", "--config", "tiny", "--workdir", str(tuned), "--init", str(workdir), *SETTINGS]
-    one = [f"--config.vae_train.{f}=1" for f in ("steps", "eval_every", "checkpoint_every", "log_every")]
-    assert main([*argv, *FAST, *one, "--config.vae_optimizer.learning_rate=1e-6"]) == 0
-    assert _psnr(capsys.readouterr().out, "held-out PSNR ") > early + 1.5
-    assert restore_run_config(tuned).vae_train.init == str(workdir)
+    cfg = config_lib.load("tiny", [s.removeprefix("--config.") for s in SETTINGS], num_devices=8)
+    cfg = dataclasses.replace(cfg, vae_train=dataclasses.replace(cfg.vae_train, init=str(workdir)))
+    initial = nnx.state(restore_matching_vae(workdir, cfg.autoencoder), nnx.Param)
+    with Trainer(VAETask(cfg), cfg.vae_train, cfg.vae_optimizer, make_mesh(cfg.mesh), cfg.mesh.rules, tuned,
+                 run_config=cfg, initial=initial, progress=False) as trainer:  # fmt: skip
+        got, want = jax.device_get(trainer.state.params), jax.device_get(initial)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_a_bad_vae_init_is_a_clear_error(tmp_path, capsys):
+    """train-vae --init takes a VAE checkpoint of the preset's autoencoder: a missing folder and a
+    transformer's checkpoint are errors before anything is built."""
+    cfg = config_lib.load("tiny", num_devices=1)
+    save_params(tmp_path / "dit", cfg.model, init_params(cfg.model, jax.random.key(0))[1])
+    base = ["train-vae", "--config", "tiny", "--workdir", str(tmp_path / "run"), "--init"]
+    assert main([*base, str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([*base, str(tmp_path / "dit")]) == 2
+    assert "holds a ModelConfig checkpoint, not a AutoencoderConfig one" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_object_weight_counts_saturated_pixels_more():
