@@ -441,14 +441,8 @@ def _stream_model(args: argparse.Namespace, cfg):
     """The checkpoint's StreamModel on ``--mesh`` (EMA weights unless ``--raw``)."""
     from streamdit_jax.stream import StreamModel
 
-    try:
-        mesh = tuple(int(v) for v in args.mesh.split(","))
-    except ValueError:
-        mesh = ()
-    if len(mesh) != 4:
-        raise ConfigError(f"--mesh {args.mesh!r}: expected four sizes data,fsdp,context,model, e.g. 1,1,2,2")
     return StreamModel.restore(
-        args.checkpoint, cfg, args.vae, mesh, ema=not args.raw, decoder=args.decoder,
+        args.checkpoint, cfg, args.vae, _parse_mesh(args.mesh), ema=not args.raw, decoder=args.decoder,
         tiny_decoder=args.tiny_decoder,
     )  # fmt: skip
 

@@ -8,7 +8,7 @@ import jax
 from flax import linen
 
 from streamdit_jax.sharding import axes
-from streamdit_jax.sharding.mesh import logical_sharding, make_mesh, use_mesh
+from streamdit_jax.sharding.mesh import batch_devices, batch_mesh_axes, logical_sharding, make_mesh, use_mesh
 from streamdit_jax.sharding.rules import DEFAULT_RULES, complete_rules
 
 
@@ -22,6 +22,8 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
 __all__ = [
     "DEFAULT_RULES",
     "axes",
+    "batch_devices",
+    "batch_mesh_axes",
     "complete_rules",
     "constrain",
     "logical_sharding",

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import jax
@@ -11,7 +12,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
-from streamdit_jax.sharding.axes import MESH_AXES
+from streamdit_jax.sharding.axes import BATCH, MESH_AXES
 from streamdit_jax.sharding.rules import complete_rules
 
 if TYPE_CHECKING:
@@ -38,3 +39,15 @@ def logical_sharding(mesh: Mesh, rules: Sequence[tuple], names: Sequence[str | N
     """The NamedSharding of an array whose axes have these logical ``names``."""
     table = dict(rules)
     return NamedSharding(mesh, PartitionSpec(*(table.get(n) if n is not None else None for n in names)))
+
+
+def batch_mesh_axes(rules: Sequence[tuple]) -> tuple[str, ...]:
+    """The mesh axes ``rules`` split the logical batch axis over."""
+    target = dict(rules).get(BATCH)
+    return () if target is None else target if isinstance(target, tuple) else (target,)
+
+
+def batch_devices(rules: Sequence[tuple], axis_sizes: Mapping[str, int]) -> int:
+    """How many ways a batch splits: the product of the sizes of :func:`batch_mesh_axes` (``axis_sizes``:
+    a mesh's ``shape``, or any mesh axis -> size mapping)."""
+    return math.prod(axis_sizes[name] for name in batch_mesh_axes(rules))

@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 from streamdit_jax.config import Config, ConfigError, MeshConfig
-from streamdit_jax.sharding import axes, make_mesh
+from streamdit_jax.sharding import batch_devices, make_mesh
 from streamdit_jax.sharding.axes import MESH_AXES
 
 GIB = 2**30
@@ -114,10 +114,7 @@ def batch_unit(cfg: Config, shape: tuple[int, ...]) -> int:
     """The smallest global batch the trainer takes on ``shape``: one example for each device of the mesh
     axes the batch is sharded over (``mesh.rules``' batch axis; at least one per process), times the
     accumulation micro-steps."""
-    axes_of_batch = dict(cfg.mesh.rules).get(axes.BATCH) or ()
-    axes_of_batch = axes_of_batch if isinstance(axes_of_batch, tuple) else (axes_of_batch,)
-    sizes = dict(zip(MESH_AXES, shape, strict=True))
-    devices = math.prod(sizes[a] for a in axes_of_batch)
+    devices = batch_devices(cfg.mesh.rules, dict(zip(MESH_AXES, shape, strict=True)))
     return max(devices, jax.process_count()) * cfg.train.grad_accum
 
 

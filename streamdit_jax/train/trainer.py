@@ -37,7 +37,7 @@ from streamdit_jax.config import (
     TrainConfig,
 )
 from streamdit_jax.model.functional import param_shardings
-from streamdit_jax.sharding import axes, logical_sharding, use_mesh
+from streamdit_jax.sharding import batch_devices, batch_mesh_axes, logical_sharding, use_mesh
 from streamdit_jax.storage import append_text, workpath
 from streamdit_jax.train.optim import learning_rate, make_optimizer
 
@@ -201,9 +201,7 @@ class Trainer:
     @staticmethod
     def _check_batch(cfg: TrainConfig, mesh: Mesh, rules: Sequence[tuple], section: str) -> int:
         """This process's batch; a ConfigError unless every micro-batch splits over processes and shards."""
-        shards = logical_sharding(mesh, rules, (axes.BATCH,)).spec[0]
-        shards = () if shards is None else shards if isinstance(shards, tuple) else (shards,)
-        devices = int(np.prod([mesh.shape[a] for a in shards]))
+        shards, devices = batch_mesh_axes(rules), batch_devices(rules, mesh.shape)
         micro = cfg.batch_size // cfg.grad_accum
         split = max(devices, jax.process_count())
         if micro % split:
