@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import os
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -340,8 +341,9 @@ def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
     for i, _ in enumerate(streamer.chunks()):
         window = "mid" if 989 <= i <= 999 else "late" if i >= 1989 else None
         if window:
-            # The fewest live arrays over eleven chunks: the decoder thread may be mid-step (old and new
-            # caches alive) at any one of them. Unreachable cycles are garbage, not live state.
+            # Live arrays at eleven chunks, compared by their median: at any one the decoder thread may be
+            # mid-step (old and new caches alive: more) or between a donated step's inputs and outputs
+            # (fewer; CI once read 3 among 28-34). Unreachable cycles are garbage, not live state.
             gc.collect()
             arrays[window].append(sum(id(a) not in earlier for a in jax.live_arrays()))
             # Resident memory now, not the process's peak (which an earlier test may have set).
@@ -350,7 +352,7 @@ def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
             break
     del before
     assert min(rss["late"]) - min(rss["mid"]) < 32, rss
-    assert min(arrays["late"]) < min(arrays["mid"]) + 16, arrays
+    assert statistics.median(arrays["late"]) < statistics.median(arrays["mid"]) + 16, arrays
     # The owner thread runs at most LOOKAHEAD steps ahead, plus the LOOKAHEAD decoded chunks waiting.
     assert streamer.rollout.traces == 2 and streamer.steps <= 2000 + 2 * LOOKAHEAD
 
