@@ -1,10 +1,15 @@
-"""small: the embedded CPU demo (64x64 video at 8 fps, an 8-latent-frame buffer)."""
+"""small: the embedded CPU demo (64x64 video at 8 fps, an 8-latent-frame buffer).
+
+Variants: ``windowed`` ((8, 2, 2) windows instead of full attention); ``ae=KIND`` the autoencoder:
+``vae`` (Wan's layout, 8x space), ``vae4x`` (the same at 4x space: a 16x16 latent grid, 8x8 tokens a
+frame), ``tiny`` (TAEHV's layout, 8x space), ``patch`` (pixels: 4 frames x 8x8 pixels a latent cell).
+"""
 
 from streamdit_jax.config import base_config, parse_arg
 
 
 def get_config(arg=None):
-    arg = parse_arg(arg, windowed=False)
+    arg = parse_arg(arg, windowed=False, ae="vae")
     c = base_config()
     # Sized for the demo's CPU budget: at equal wall-clock time this width-128, 4-layer model reaches a
     # lower held-out loss than width 192 x 6 layers (2.5x faster a step; docs/evaluation.md#the-demo).
@@ -83,4 +88,48 @@ def get_config(arg=None):
     c.distill_optimizer.learning_rate = 3e-4
     c.distill_optimizer.warmup_steps = 10
     c.mesh.shape = (-1, 1, 1, 1)
+    _autoencoder(c, arg.ae)
     return c
+
+
+def _autoencoder(c, kind: str) -> None:
+    """The autoencoder variant ``kind`` (the model's latent channels follow it)."""
+    from streamdit_jax.config import ConfigError
+
+    if kind == "patch":
+        c.autoencoder.kind = "patch"
+        c.autoencoder.patch = (4, 8)
+        c.autoencoder.latent_channels = 4 * 8 * 8 * 3
+    elif kind == "tiny":
+        c.autoencoder.kind = "tiny"
+        c.autoencoder.base_dim = 32
+        c.autoencoder.dim_mult = (1, 1, 1, 1)
+        c.autoencoder.temporal_downsample = (True, True, False)
+    elif kind == "patch_mlp":  # each cell of 4 frames x 4x4 pixels through MLPs into 8 values
+        c.autoencoder.kind = "patch_mlp"
+        c.autoencoder.patch = (4, 4)
+        c.autoencoder.latent_channels = 8
+        c.autoencoder.base_dim = 256  # hidden units
+        c.autoencoder.num_res_blocks = 2  # hidden layers
+        c.model.patch_size = (1, 4, 4)  # tokens of 4x4 cells: 16x16 pixels, 128 values, as with the VAE
+        c.vae_train.steps = 2000
+        c.vae_train.batch_size = 32
+        c.vae_train.frames = 9
+        c.vae_train.context = 0  # cells carry nothing from one latent frame to the next
+        c.vae_train.crop = (32, 32)
+        c.vae_train.edge_weight = 20.0
+        c.vae_train.log_every = 100
+        c.vae_train.checkpoint_every = 800
+        c.vae_train.eval_every = 1200
+        c.vae_optimizer.learning_rate = 3e-3
+        c.vae_optimizer.end_lr_factor = 0.1
+        c.vae_optimizer.warmup_steps = 50
+        c.vae_optimizer.weight_decay = 0.0
+    elif kind == "vae4x":
+        c.autoencoder.dim_mult = (1, 2, 4)
+        c.autoencoder.temporal_downsample = (True, True)
+    elif kind != "vae":
+        raise ConfigError(
+            f"small:ae={kind}: unknown autoencoder. Fix: ae=vae, vae4x, tiny, patch or patch_mlp"
+        )
+    c.model.latent_channels = c.autoencoder.latent_channels

@@ -22,7 +22,7 @@ from flax import nnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers import randomize
 
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import build_autoencoder
 from streamdit_jax.config import load
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import init_params, single_device_mesh
@@ -45,7 +45,7 @@ class RandomText:
 def tiny_model():
     cfg = load("tiny", num_devices=1)
     graphdef, params = init_params(cfg.model, jax.random.key(0))
-    vae = nnx.jit(lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0)))()
+    vae = nnx.jit(lambda: build_autoencoder(cfg.autoencoder, nnx.Rngs(0)))()
     text = RandomText(cfg.model.text_width, cfg.text.max_length)
     return StreamModel(cfg, graphdef, randomize(params, scale=0.05), vae, text, single_device_mesh())
 
@@ -71,7 +71,7 @@ def timing(out_dir, preset="streamdit_4b:distilled"):
     cfg = load(preset, num_devices=1)
     graphdef, params = init_params(cfg.model, jax.random.key(0))
     params = jax.tree.map(lambda p: p + 0.02 * jnp.ones_like(p), params)  # no zero head
-    vae = nnx.jit(lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0)))()
+    vae = nnx.jit(lambda: build_autoencoder(cfg.autoencoder, nnx.Rngs(0)))()
     model = StreamModel(cfg, graphdef, params, vae, RandomText(4096, 512), single_device_mesh())
     results = {}
     for mode in ["latents", "decoded"]:

@@ -37,7 +37,7 @@ def buffers(model: StreamModel, split: str, scenes: int, batch: int = 8):
     """(latents [S, B, h, w, C], text [S, L, Dt], mask [S, L]) of the first buffer of each scene."""
     cfg = model.cfg
     ds = ShapesDataset(cfg.data.resolution, cfg.data.fps, clip_frames(cfg), seed=cfg.seed + 1000, split=split)
-    encode = jax.jit(model.vae.encode)
+    encode = jax.jit(model.autoencoder.encode)
     latents, texts, masks = [], [], []
     for start in range(0, scenes, batch):
         items = [ds[i] for i in range(start, min(scenes, start + batch))]

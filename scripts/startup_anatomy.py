@@ -61,12 +61,12 @@ def estimates(
             clean.append(x - sigma[:, :, None, None, None] * v)
         x = x - strength * v / total
     clean.append(x)
-    return np.stack([np.asarray(model.vae.decode(c))[0] for c in clean])
+    return np.stack([np.asarray(model.autoencoder.decode(c))[0] for c in clean])
 
 
 def heldout_scenes(model: StreamModel, scheme: Scheme, count: int):
     """(prompts, first-buffer latents [1, B, h, w, C]) of ``count`` one-object held-out scenes."""
-    frames = 1 + model.vae.cfg.temporal_compression * (scheme.frames - 1)
+    frames = 1 + model.autoencoder.cfg.temporal_compression * (scheme.frames - 1)
     ds = ShapesDataset(model.cfg.data.resolution, model.cfg.data.fps, frames, seed=0, split="heldout")
     prompts, latents = [], []
     for i in range(100 * count):
@@ -76,7 +76,7 @@ def heldout_scenes(model: StreamModel, scheme: Scheme, count: int):
         f = item["factors"]
         asks = ((int(f["colour"][0, 0]), int(f["shape"][0, 0]), int(f["motion"][0, 0])),)
         prompts.append(EvalPrompt(f"scene-{i}", ((0.0, item["caption"]),), asks))
-        latents.append(model.vae.encode(jnp.asarray(item["video"][None])))
+        latents.append(model.autoencoder.encode(jnp.asarray(item["video"][None])))
         if len(prompts) == count:
             return prompts, latents
     raise AssertionError("too few one-object held-out scenes")

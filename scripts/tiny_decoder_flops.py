@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import build_autoencoder
 from streamdit_jax.autoencoder.tiny import TinyDecoder, TinyDecoderConfig, flops_per_frame
 from streamdit_jax.config import load
 
@@ -34,7 +34,7 @@ def report(preset: str) -> str:
     analytic = flops_per_frame(tiny, (h, w))
     build_tiny = lambda: TinyDecoder(tiny, rngs=nnx.Rngs(0))
     measured = xla_flops_per_frame(build_tiny, lambda m, x, c: m.decode_chunk(x, c), latents, frames)
-    build_vae = lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0))
+    build_vae = lambda: build_autoencoder(cfg.autoencoder, nnx.Rngs(0))
     full = xla_flops_per_frame(build_vae, lambda m, x, c: m.decode_raw(x, c), latents, frames)
     params = sum(x.size for x in jax.tree.leaves(nnx.state(nnx.eval_shape(build_tiny))))
     narrow = flops_per_frame(TinyDecoderConfig.of(cfg.autoencoder, channels=32), (h, w))

@@ -10,6 +10,14 @@ from __future__ import annotations
 # implementation of each (and the name of any backend registered later).
 ATTENTION_BACKENDS: set[str] = {"xla", "cudnn"}
 
+# Autoencoder kinds selectable with ``autoencoder.kind``. ``autoencoder.registry.register_autoencoder``
+# adds the implementation of each (and the name of any kind registered later).
+AUTOENCODER_KINDS: set[str] = {"vae", "tiny", "patch", "patch_mlp"}
+
+# What the transformer's output is (``model.prediction``): the velocity ``noise - x`` or the clean
+# latents x (x-prediction); ``flow.prediction`` turns either into a velocity.
+PREDICTIONS = ("velocity", "x0")
+
 # Noise-level densities selectable with ``buffer.level_density`` (``flow.noise`` draws each within every
 # chunk's range of sigma); the index of a name is its code in ``flow.Mixture``.
 LEVEL_DENSITIES = ("uniform", "logit_normal", "shifted")

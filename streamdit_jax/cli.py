@@ -44,12 +44,12 @@ def cmd_summary(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     if args.checkpoint:
         from streamdit_jax.checkpoint import restore_config
         from streamdit_jax.config import AutoencoderConfig, TinyDecoderConfig
-        from streamdit_jax.summary import format_tiny_decoder_summary, format_vae_summary
+        from streamdit_jax.summary import format_autoencoder_summary, format_tiny_decoder_summary
 
         saved = restore_config(args.checkpoint)
         title = f"checkpoint {args.checkpoint}"
         if isinstance(saved, AutoencoderConfig):
-            print(format_vae_summary(saved, title=title))
+            print(format_autoencoder_summary(saved, title=title))
         elif isinstance(saved, TinyDecoderConfig):
             print(format_tiny_decoder_summary(saved, title=title))
         else:
@@ -80,11 +80,11 @@ def cmd_convert(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         from flax import nnx
 
         from streamdit_jax.convert import wan_vae
-        from streamdit_jax.summary import format_vae_summary
+        from streamdit_jax.summary import format_autoencoder_summary
 
         vae = wan_vae(args.src)
         path = save_params(args.out, vae.cfg, nnx.state(vae))
-        print(format_vae_summary(vae.cfg, title=f"converted {args.src}"))
+        print(format_autoencoder_summary(vae.cfg, title=f"converted {args.src}"))
     else:
         model_cfg, params = wan_transformer_params(
             args.src, _window(args.window), param_dtype=args.param_dtype
@@ -189,38 +189,22 @@ def cmd_train(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 
 def cmd_train_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-    """Trains the preset's video VAE on shapes clips; the checkpoint restores with autoencoder.restore_vae."""
-    from flax import nnx
-
-    from streamdit_jax.autoencoder import restore_matching_vae
-    from streamdit_jax.autoencoder.training import VAETask
-    from streamdit_jax.sharding import make_mesh
-    from streamdit_jax.train import Trainer
+    """Trains the preset's autoencoder on shapes clips (a kind without weights, ``patch``, only has its
+    latent statistics measured); the checkpoint restores with autoencoder.restore_autoencoder."""
+    from streamdit_jax.autoencoder.training import prepare_autoencoder
 
     cfg = _with_init(_load_config(args, overrides), "vae_train", args.init)
-    initial = None
-    if cfg.vae_train.init and not _resuming(args):  # a VAE of this preset's autoencoder (e.g. Wan's)
-        initial = nnx.state(restore_matching_vae(cfg.vae_train.init, cfg.autoencoder), nnx.Param)
-    trainer = Trainer(
-        VAETask(cfg),
-        cfg.vae_train,
-        cfg.vae_optimizer,
-        make_mesh(cfg.mesh),
-        cfg.mesh.rules,
-        args.workdir,
-        run_config=cfg,
-        section="vae_train",
-        seed=cfg.seed,
-        resume=args.resume,
-        initial=initial,
-    )
-    with trainer:
-        summary = trainer.run()
-    held_out = summary["eval"]
-    _print(
-        f"VAE step {summary['end_step']}: held-out PSNR {held_out['psnr']:.2f} dB, L1 {held_out['l1']:.4f} "
-        f"({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes clips, EMA weights)"
-    )
+    summary = prepare_autoencoder(cfg, args.workdir, resume=args.resume, resuming=_resuming(args))
+    kind = cfg.autoencoder.kind
+    if "eval" not in summary:
+        _print(f"{kind} autoencoder: nothing to train; latent statistics measured on held-out shapes clips")
+    else:
+        held_out = summary["eval"]
+        _print(
+            f"{kind} autoencoder step {summary['end_step']}: held-out PSNR {held_out['psnr']:.2f} dB, L1 "
+            f"{held_out['l1']:.4f} ({cfg.vae_train.eval_batches * cfg.vae_train.batch_size} held-out shapes "
+            "clips, EMA weights)"
+        )
     _print(f"checkpoint: {workpath(args.workdir)}")
 
 
@@ -230,7 +214,7 @@ def cmd_train_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> Non
 
     import jax
 
-    from streamdit_jax.autoencoder import restore_matching_vae
+    from streamdit_jax.autoencoder import restore_matching_autoencoder
     from streamdit_jax.autoencoder.decoder_training import DecoderTask
     from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
@@ -238,7 +222,7 @@ def cmd_train_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> Non
     cfg = _load_config(args, overrides)
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, vae=str(workpath(args.vae))))
     mesh = make_mesh(cfg.mesh)
-    task = DecoderTask(cfg, restore_matching_vae(args.vae, cfg.autoencoder))
+    task = DecoderTask(cfg, restore_matching_autoencoder(args.vae, cfg.autoencoder))
     _print(
         f"distilling the tiny decoder of {args.vae} (fingerprint {task.model_config.vae_fingerprint}) on "
         f"{jax.device_count()} {jax.devices()[0].platform} devices, mesh {dict(mesh.shape)}"
@@ -271,7 +255,7 @@ def cmd_eval_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None
     """The tiny decoder against the full one on held-out shapes clips: PSNR and the detector's scores."""
     import json
 
-    from streamdit_jax.autoencoder import restore_matching_vae
+    from streamdit_jax.autoencoder import restore_matching_autoencoder
     from streamdit_jax.autoencoder.decoder_training import evaluate_decoder
     from streamdit_jax.autoencoder.tiny import restore_tiny_decoder
     from streamdit_jax.checkpoint import restore_run_config
@@ -283,7 +267,7 @@ def cmd_eval_decoder(args: argparse.Namespace, overrides: Sequence[str]) -> None
     if args.frames is not None and (args.frames < 1 or (args.frames - 1) % step):
         raise ConfigError(f"--frames {args.frames}: the causal VAE takes 1 + {step}k frames. Fix: e.g. 17")
     vae_dir = args.vae or cfg.data.vae
-    vae = restore_matching_vae(vae_dir, cfg.autoencoder)
+    vae = restore_matching_autoencoder(vae_dir, cfg.autoencoder)
     tiny = restore_tiny_decoder(args.checkpoint, vae, vae_dir)
     clips = args.clips or cfg.decoder_train.eval_batches * cfg.decoder_train.batch_size
     scores = evaluate_decoder(tiny, vae, cfg, clips, args.frames)
@@ -333,21 +317,26 @@ def cmd_distill(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 
 def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
-    """Held-out PSNR of a VAE checkpoint on the clips train-vae evaluates on; optionally a PNG strip."""
+    """Held-out PSNR of an autoencoder checkpoint on the clips train-vae evaluates on, and the shapes
+    detector's scores on its reconstructions beside the true clips'; optionally a PNG strip."""
     from PIL import Image
 
-    from streamdit_jax.autoencoder import restore_vae
-    from streamdit_jax.autoencoder.training import evaluate_vae
+    from streamdit_jax.autoencoder import restore_autoencoder
+    from streamdit_jax.autoencoder.training import DETECTOR_SCORES, evaluate_autoencoder
 
     cfg = _load_config(args, overrides)
-    vae = restore_vae(args.checkpoint, ema=not args.raw)
+    autoencoder = restore_autoencoder(args.checkpoint, ema=not args.raw)
     clips = args.clips or cfg.vae_train.eval_batches * cfg.vae_train.batch_size
-    scores, image = evaluate_vae(vae, cfg, clips, args.frames)
+    scores, image = evaluate_autoencoder(autoencoder, cfg, clips, args.frames)
     weights = "raw" if args.raw else "EMA"
     frames = args.frames or cfg.vae_train.clip_frames
-    what = f"{clips} clips of {frames} frames ({weights} weights)"
+    what = f"{clips} clips of {frames} frames ({autoencoder.cfg.kind} autoencoder, {weights} weights)"
     print(f"held-out PSNR over {what}: {scores.pop('all'):.2f} dB")
-    print(f"  objects found by the shapes detector: {scores.pop('objects_found'):.1%}")
+    for name in DETECTOR_SCORES:
+        print(
+            f"  detector {name}: reconstructions {scores.pop(name + '_reconstruction'):.1%}, true clips "
+            f"{scores.pop(name + '_true'):.1%}"
+        )
     for background, score in sorted(scores.items()):
         print(f"  {background} background: {score:.2f} dB")
     if args.png:
@@ -358,25 +347,18 @@ def cmd_eval_vae(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
 
 def _checked_encoders(cfg, vae_dir: str | Path):
-    """(VAE of ``vae_dir``, text encoder), both checked against the preset."""
-    import dataclasses
-
-    from streamdit_jax.autoencoder import restore_vae
+    """(autoencoder of ``vae_dir``, text encoder), both checked against the preset."""
+    from streamdit_jax.autoencoder import restore_matching_autoencoder
     from streamdit_jax.text import build_encoder
 
-    vae = restore_vae(vae_dir)
-    if dataclasses.replace(vae.cfg, dtype=cfg.autoencoder.dtype) != cfg.autoencoder:
-        raise ConfigError(
-            f"config field 'autoencoder': the VAE in {vae_dir} is {vae.cfg}, the preset asks for "
-            f"{cfg.autoencoder}. Fix: pass the VAE trained for this preset, or a preset that matches it"
-        )
+    autoencoder = restore_matching_autoencoder(vae_dir, cfg.autoencoder)
     text_encoder = build_encoder(cfg.text)
     if text_encoder.width != cfg.model.text_width:
         raise ConfigError(
             f"config field 'model.text_width': {cfg.model.text_width}, but the text encoder gives "
             f"{text_encoder.width}. Fix: match model.text_width to the encoder"
         )
-    return vae, text_encoder
+    return autoencoder, text_encoder
 
 
 def cmd_encode(args: argparse.Namespace, overrides: Sequence[str]) -> None:

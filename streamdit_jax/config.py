@@ -22,7 +22,14 @@ from typing import Any
 
 import ml_collections
 
-from streamdit_jax.choices import ATTENTION_BACKENDS, LEVEL_DENSITIES, REMAT_POLICIES, window_shifts
+from streamdit_jax.choices import (
+    ATTENTION_BACKENDS,
+    AUTOENCODER_KINDS,
+    LEVEL_DENSITIES,
+    PREDICTIONS,
+    REMAT_POLICIES,
+    window_shifts,
+)
 from streamdit_jax.sharding.axes import LOGICAL_AXES, MESH_AXES
 from streamdit_jax.sharding.rules import DEFAULT_RULES
 
@@ -69,6 +76,12 @@ class ModelConfig:
     param_dtype: str = "float32"
     remat: str = "none"  # see streamdit_jax.choices.REMAT_POLICIES
     attention: str = "xla"  # a backend registered in streamdit_jax.model.attention
+    # What the network outputs: "velocity" (noise - x, as Wan) or "x0" (the clean latents; the loss stays
+    # in velocity space). streamdit_jax.flow.prediction turns either into a velocity.
+    prediction: str = "velocity"
+    # Also condition the adaLN modulation on the prompt as a whole (SD3's pooled text vector): the mean of
+    # the text token states, through an MLP, added to every frame's time embedding. Wan has none.
+    pooled_text: bool = False
 
     @property
     def head_dim(self) -> int:
@@ -141,33 +154,59 @@ class ModelConfig:
             )
         if self.remat not in REMAT_POLICIES:
             _fail("model.remat", f"unknown policy {self.remat!r}", f"use one of {sorted(REMAT_POLICIES)}")
+        if self.prediction not in PREDICTIONS:
+            _fail("model.prediction", f"unknown target {self.prediction!r}", f"use one of {PREDICTIONS}")
 
 
 @dataclasses.dataclass(frozen=True)
 class AutoencoderConfig:
-    """The causal video VAE (Wan 2.1 layout). Defaults are Wan 2.1's own VAE.
+    """The autoencoder between videos and the transformer's latents; ``kind`` is one registered in
+    ``streamdit_jax.autoencoder.registry``. Defaults are Wan 2.1's own VAE.
 
-    Each stage after the first halves height and width; ``temporal_downsample[i]`` says whether stage
-    i's downsampling also halves time. The first frame is encoded alone (causal), so a video of
-    1 + 4k frames has 1 + k latent frames with Wan's layout.
+    Every kind keeps the causal layout: a video of 1 + t·k frames has 1 + k latent frames (the first frame
+    is encoded alone), with t the temporal and s the spatial compression.
+
+    - ``vae``: the causal 3D convolutional VAE with Wan 2.1's layout. Each stage after the first halves
+      height and width (s = 2^(len(dim_mult) - 1)); ``temporal_downsample[i]`` says whether stage i's
+      downsampling also halves time; ``base_dim * dim_mult`` channels, ``num_res_blocks`` a stage.
+    - ``tiny``: a TAEHV-style autoencoder of 2D convolutions with memory blocks: ``base_dim`` channels in
+      every encoder stage, one stage per downsampling of ``dim_mult`` (its values are unused), time pooled
+      in the first stages (``temporal_downsample`` must list its True flags first) and
+      ``num_res_blocks`` memory blocks a stage; the decoder is :class:`TinyDecoder`'s layout.
+    - ``patch``: no weights: space-to-depth of ``patch`` = (t frames, s x s pixels) into
+      ``latent_channels`` = t·s²·3 channels, normalised per channel; its inverse is exact.
+    - ``patch_mlp``: the patch kind's cells of ``patch`` = (t, s), each encoded into ``latent_channels``
+      values and decoded back by MLPs shared by all cells (``base_dim`` hidden units, ``num_res_blocks``
+      hidden layers).
     """
 
+    kind: str = "vae"
     base_dim: int = 96
     dim_mult: tuple[int, ...] = (1, 2, 4, 4)
     num_res_blocks: int = 2
     temporal_downsample: tuple[bool, ...] = (False, True, True)
+    patch: tuple[int, int] = (4, 8)  # patch kind: (frames, pixels) of one latent cell
     latent_channels: int = 16
     dtype: str = "float32"
 
     @property
+    def patched(self) -> bool:
+        """Whether the layout is ``patch``'s cells (the patch kinds) rather than convolution stages."""
+        return self.kind in ("patch", "patch_mlp")
+
+    @property
     def spatial_compression(self) -> int:
-        return 2 ** (len(self.dim_mult) - 1)
+        return self.patch[1] if self.patched else 2 ** (len(self.dim_mult) - 1)
 
     @property
     def temporal_compression(self) -> int:
-        return 2 ** sum(self.temporal_downsample)
+        return self.patch[0] if self.patched else 2 ** sum(self.temporal_downsample)
 
     def __post_init__(self) -> None:
+        if self.kind not in AUTOENCODER_KINDS:
+            _fail(
+                "autoencoder.kind", f"unknown kind {self.kind!r}", f"use one of {sorted(AUTOENCODER_KINDS)}"
+            )
         for name in ("base_dim", "num_res_blocks", "latent_channels"):
             _check_range(f"autoencoder.{name}", getattr(self, name), 1)
         if not self.dim_mult or min(self.dim_mult) < 1:
@@ -184,6 +223,23 @@ class AutoencoderConfig:
             )
         if self.dtype not in ("float32", "bfloat16", "float16"):
             _fail("autoencoder.dtype", f"unknown dtype {self.dtype!r}", "use float32, bfloat16 or float16")
+        if self.kind == "tiny" and list(self.temporal_downsample) != sorted(self.temporal_downsample)[::-1]:
+            _fail(
+                "autoencoder.temporal_downsample",
+                f"{self.temporal_downsample}: the tiny kind pools time in its first stages",
+                "list the True flags first, e.g. (True, True, False)",
+            )
+        if self.patched and (len(self.patch) != 2 or min(self.patch) < 1):
+            _fail("autoencoder.patch", f"expected (frames, pixels) >= 1, got {self.patch}", "e.g. (4, 8)")
+        if self.kind == "patch":
+            channels = self.patch[0] * self.patch[1] ** 2 * 3
+            if self.latent_channels != channels:
+                _fail(
+                    "autoencoder.latent_channels",
+                    f"{self.latent_channels}, but a patch of {self.patch[0]} frames x {self.patch[1]}x"
+                    f"{self.patch[1]} pixels x 3 colours holds {channels} values",
+                    f"set autoencoder.latent_channels={channels} (and model.latent_channels to match)",
+                )
 
 
 PREVIEWS = ("bilinear", "nearest", "none")
@@ -393,7 +449,8 @@ class VAETrainConfig(TrainConfig):
     of the target's RGB in [0, 1]): the gray backgrounds keep weight 1 and the saturated objects, a few
     percent of the pixels, get up to 1 + w, so that a short run learns them instead of the background.
     ``crop`` (height, width) trains on crops around an object (the VAE is convolutional); (0, 0) keeps
-    whole frames.
+    whole frames. ``edge_weight`` adds that much weight where the target's saturation changes from one
+    pixel to the next (objects' edges, which a blurred reconstruction loses first).
 
     ``context`` serves long videos. A causal VAE trained only on clips of ``frames`` frames breaks down
     beyond them: every frame it trained on had the zero padding of a fresh stream in its causal history,
@@ -410,6 +467,7 @@ class VAETrainConfig(TrainConfig):
     kl_weight: float = 1e-6  # on the KL per latent element (the reconstruction error is per pixel)
     reconstruction: str = "mse"
     object_weight: float = 0.0
+    edge_weight: float = 0.0
     crop: tuple[int, int] = (0, 0)
 
     @property
@@ -423,6 +481,7 @@ class VAETrainConfig(TrainConfig):
         _check_range("vae_train.context", self.context, 0)
         _check_range("vae_train.kl_weight", self.kl_weight, 0.0)
         _check_range("vae_train.object_weight", self.object_weight, 0.0)
+        _check_range("vae_train.edge_weight", self.edge_weight, 0.0)
         if len(self.crop) != 2 or min(self.crop) < 0:
             _fail("vae_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
         if self.reconstruction not in ("mse", "l1"):
@@ -452,6 +511,7 @@ class DecoderTrainConfig(TrainConfig):
     preview: str = TinyDecoderConfig.preview
     reconstruction: str = "l1"  # or "mse"
     object_weight: float = 10.0
+    edge_weight: float = 0.0  # as vae_train.edge_weight
     crop: tuple[int, int] = (0, 0)
     latent_noise: float = 0.0  # std of Gaussian noise on the (unit-scale) latents both decoders see
 
@@ -465,6 +525,7 @@ class DecoderTrainConfig(TrainConfig):
         if self.preview not in PREVIEWS:
             _fail("decoder_train.preview", f"unknown upsampling {self.preview!r}", f"use one of {PREVIEWS}")
         _check_range("decoder_train.object_weight", self.object_weight, 0.0)
+        _check_range("decoder_train.edge_weight", self.edge_weight, 0.0)
         _check_range("decoder_train.latent_noise", self.latent_noise, 0.0)
         if len(self.crop) != 2 or min(self.crop) < 0:
             _fail("decoder_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")

@@ -1,6 +1,7 @@
 """``streamdit demo``: the whole system end to end on the shapes world, in stages that resume.
 
-1. ``vae``: train the preset's video VAE (``vae_train``) into ``DIR/vae``.
+1. ``autoencoder``: the preset's autoencoder into ``DIR/autoencoder``: trained (``vae_train``), or for
+   the ``patch`` kind (no weights) its latent statistics measured.
 2. ``latents``: encode ``demo.clips`` shapes training scenes with it into ``DIR/latents``.
 3. ``teacher``: train the StreamDiT (buffered flow matching under the preset's partition mixture) on
    those latents into ``DIR/teacher``.
@@ -43,8 +44,8 @@ class DemoPaths:
     root: epath.Path  # a local folder or a bucket URL (storage.workpath)
 
     @property
-    def vae(self) -> epath.Path:
-        return self.root / "vae"
+    def autoencoder(self) -> epath.Path:
+        return self.root / "autoencoder"
 
     @property
     def latents(self) -> epath.Path:
@@ -80,16 +81,20 @@ class DemoPaths:
 
 
 def teacher_config(cfg: Config, paths: DemoPaths) -> Config:
-    """The preset with its data pointed at the demo's latents (and VAE, which the stream decodes with)."""
+    """The preset with its data pointed at the demo's latents (and autoencoder, which the stream decodes
+    with)."""
     heldout = max(1, min(cfg.data.heldout, cfg.demo.clips // 16))
     data = dataclasses.replace(
-        cfg.data, source="latents", path=str(paths.latents), vae=str(paths.vae), heldout=heldout
+        cfg.data, source="latents", path=str(paths.latents), vae=str(paths.autoencoder), heldout=heldout
     )
     return dataclasses.replace(cfg, data=data)
 
 
-def _train(task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, progress: bool) -> dict:
-    """Trains ``task`` in ``workdir``, resuming from its newest checkpoint if it has one."""
+def _train(
+    task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, progress: bool, on_log=None
+) -> dict:
+    """Trains ``task`` in ``workdir``, resuming from its newest checkpoint if it has one; ``on_log`` goes
+    to the Trainer."""
     from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
 
@@ -105,37 +110,43 @@ def _train(task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, p
         seed=cfg.seed,
         resume=True,
         progress=progress,
+        on_log=on_log,
     )
     with trainer:
         return trainer.run()
 
 
-def _stage_vae(cfg: Config, paths: DemoPaths, progress: bool) -> str:
-    from streamdit_jax.autoencoder.training import VAETask
+def _stage_autoencoder(cfg: Config, paths: DemoPaths, progress: bool, forecast: Forecast) -> str:
+    from streamdit_jax.autoencoder.training import prepare_autoencoder
 
-    summary = _train(VAETask(cfg), cfg.vae_train, cfg.vae_optimizer, cfg, paths.vae, "vae_train", progress)
+    on_log = forecast.hook("autoencoder", "autoencoder_step")
+    summary = prepare_autoencoder(cfg, paths.autoencoder, resume=True, progress=progress, on_log=on_log)
+    if "eval" not in summary:
+        return f"{cfg.autoencoder.kind} autoencoder: nothing to train, latent statistics measured"
     return f"held-out PSNR {summary['eval']['psnr']:.2f} dB (step {summary['end_step']})"
 
 
-def _stage_latents(cfg: Config, paths: DemoPaths, progress: bool) -> str:
-    from streamdit_jax.autoencoder import restore_vae
+def _stage_latents(cfg: Config, paths: DemoPaths, progress: bool, forecast: Forecast) -> str:
+    from streamdit_jax.autoencoder import restore_autoencoder
     from streamdit_jax.data.encode import encode_shapes
     from streamdit_jax.text import build_encoder
 
+    autoencoder = restore_autoencoder(paths.autoencoder)
     report = encode_shapes(
-        cfg, cfg.demo.clips, paths.latents, restore_vae(paths.vae), build_encoder(cfg.text), progress=progress
+        cfg, cfg.demo.clips, paths.latents, autoencoder, build_encoder(cfg.text), progress=progress
     )
     return f"{report.clips} clips in {report.shards_written} shards ({report.shards_skipped} done before)"
 
 
-def _stage_teacher(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+def _stage_teacher(cfg: Config, paths: DemoPaths, progress: bool, forecast: Forecast) -> str:
     from streamdit_jax.train.flow_task import FlowTask
 
-    summary = _train(FlowTask(cfg), cfg.train, cfg.optimizer, cfg, paths.teacher, "train", progress)
+    on_log = forecast.hook("teacher", "teacher_step")
+    summary = _train(FlowTask(cfg), cfg.train, cfg.optimizer, cfg, paths.teacher, "train", progress, on_log)
     return f"held-out loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
 
 
-def _stage_student(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+def _stage_student(cfg: Config, paths: DemoPaths, progress: bool, forecast: Forecast) -> str:
     from streamdit_jax.distill import distill_trainer
     from streamdit_jax.sharding import make_mesh
 
@@ -146,7 +157,7 @@ def _stage_student(cfg: Config, paths: DemoPaths, progress: bool) -> str:
     return f"held-out distillation loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
 
 
-def _stage_eval(cfg: Config, paths: DemoPaths, progress: bool) -> str:
+def _stage_eval(cfg: Config, paths: DemoPaths, progress: bool, forecast: Forecast) -> str:
     from streamdit_jax.eval.run import heldout_prompts, run_eval
     from streamdit_jax.stream import StreamModel
 
@@ -168,10 +179,91 @@ def _stage_eval(cfg: Config, paths: DemoPaths, progress: bool) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Costs:
+    """Seconds of one unit of each stage's work: an autoencoder training step, an encoded clip, a teacher
+    step, a student step, a second of held-out stream evaluated."""
+
+    autoencoder_step: float
+    latents_clip: float
+    teacher_step: float
+    student_step: float
+    eval_stream_second: float
+
+    def of(self, cfg: Config, stage: str) -> float:
+        """Seconds of ``stage`` of the demo of ``cfg`` at these costs."""
+        units = {
+            "autoencoder": cfg.vae_train.steps * self.autoencoder_step if _trains_autoencoder(cfg) else 0.0,
+            "latents": cfg.demo.clips * self.latents_clip,
+            "teacher": cfg.train.steps * self.teacher_step,
+            "student": cfg.distill.steps * self.student_step,
+            "eval": cfg.demo.prompts * cfg.demo.seconds * self.eval_stream_second,
+        }
+        return units[stage]
+
+
+# The committed `small` demo's costs on this workplace's 2-core CPU (AMD EPYC, 2026-12-07), measured by
+# `streamdit demo --workdir runs/demo` (docs/evaluation.md): a machine's pace relative to these, read off
+# the first stage's step time, scales them into the forecast the demo prints.
+REFERENCE_COSTS = Costs(
+    autoencoder_step=0.26, latents_clip=0.03, teacher_step=0.16, student_step=1.3, eval_stream_second=0.1
+)
+
+
+def _trains_autoencoder(cfg: Config) -> bool:
+    from streamdit_jax.autoencoder.registry import autoencoder_class
+
+    return autoencoder_class(cfg.autoencoder.kind).trainable
+
+
+class Forecast:
+    """The demo's expected duration, printed once a training stage has shown this machine's pace: from
+    its step time over the second logging interval (the first includes compiling), against
+    ``REFERENCE_COSTS``."""
+
+    def __init__(self, cfg: Config, log: Callable[[str], None], started: float):
+        self.cfg, self.log, self.started = cfg, log, started
+        self.remaining: list[str] = [stage.name for stage in STAGES]
+        self.said: set[str] = set()
+
+    def reference(self) -> str:
+        total = sum(REFERENCE_COSTS.of(self.cfg, stage) for stage in self.remaining)
+        return f"about {total / 60:.0f} min on the reference 2-core CPU"
+
+    def stage_done(self, stage: str) -> None:
+        if stage in self.remaining:
+            self.remaining.remove(stage)
+
+    def hook(self, stage: str, unit: str) -> Callable[[int, dict[str, float]], None]:
+        """The ``on_log`` of a stage's trainer: prints the forecast at its second log."""
+        logs = []
+
+        def on_log(step: int, values: dict[str, float]) -> None:
+            logs.append(step)
+            if len(logs) != 2 or stage in self.said:
+                return
+            self.said.add(stage)
+            pace = values["step_s"] / getattr(REFERENCE_COSTS, unit)
+            left = {name: pace * REFERENCE_COSTS.of(self.cfg, name) for name in self.remaining}
+            steps = {"autoencoder": self.cfg.vae_train.steps, "teacher": self.cfg.train.steps}.get(stage)
+            if steps:  # the part of this stage already done
+                left[stage] *= max(0.0, 1.0 - step / steps)
+            elapsed = time.perf_counter() - self.started
+            total = elapsed + sum(left.values())
+            parts = ", ".join(f"{name} {seconds / 60:.1f}" for name, seconds in left.items())
+            self.log(
+                f"  forecast: {values['step_s']:.3f} s per {stage} step ({pace:.2f}x the reference pace): "
+                f"the demo should take about {total / 60:.0f} min in all, "
+                f"{sum(left.values()) / 60:.0f} min from now ({parts} min)"
+            )
+
+        return on_log
+
+
+@dataclasses.dataclass(frozen=True)
 class Stage:
     name: str
     what: str
-    run: Callable[[Config, DemoPaths, bool], str]
+    run: Callable[[Config, DemoPaths, bool, Forecast], str]
     reads: tuple[
         str, ...
     ]  # the config fields (dotted prefixes) its output depends on, beyond earlier stages'
@@ -180,9 +272,9 @@ class Stage:
 
 STAGES = (
     Stage(
-        "vae",
-        "train the video VAE",
-        _stage_vae,
+        "autoencoder",
+        "train the autoencoder (or measure its latent statistics)",
+        _stage_autoencoder,
         ("seed", "data.resolution", "data.fps", "autoencoder", "vae_train", "vae_optimizer"),
         "vae_train.steps",
     ),
@@ -254,6 +346,7 @@ def run_demo(
     (paths.root / "stages").mkdir(parents=True, exist_ok=True)
     cfg = teacher_config(cfg, paths)
     timings: dict[str, Any] = {}
+    forecast = Forecast(cfg, log, time.perf_counter())
     for number, stage in enumerate(STAGES):
         tag = f"[{number + 1}/{len(STAGES)}] {stage.name}"
         inputs = _inputs(cfg, number)
@@ -266,11 +359,15 @@ def run_demo(
             if record["finished"] and _recorded_inputs(record, inputs) == inputs:
                 log(f"{tag}: finished before ({record['outcome']}), skipped")
                 timings[stage.name] = {"outcome": "skipped", "seconds": 0.0}
+                forecast.stage_done(stage.name)
                 continue
+        if not timings or all(t["outcome"] == "skipped" for t in timings.values()):  # the first that runs
+            log(f"expected: {forecast.reference()}; a forecast for this machine follows its first steps")
         log(f"{tag}: {stage.what}")
         record_path.write_text(json.dumps({"inputs": inputs, "finished": False}))
         start = time.perf_counter()
-        outcome = stage.run(cfg, paths, progress)
+        outcome = stage.run(cfg, paths, progress, forecast)
+        forecast.stage_done(stage.name)
         seconds = round(time.perf_counter() - start, 1)
         record_path.write_text(json.dumps({"inputs": inputs, "finished": True, "outcome": outcome}))
         timings[stage.name] = {"outcome": outcome, "seconds": seconds}
@@ -314,21 +411,35 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
     import matplotlib.pyplot as plt
 
     stream = report["streams"][first]
-    frames = np.asarray(iio.imread(paths.stream.read_bytes(), extension=".mp4", plugin="pyav"))
+    read = lambda path: np.asarray(iio.imread(path.read_bytes(), extension=".mp4", plugin="pyav"))
+    frames = read(paths.stream)
     starts = [p["from_frame"] for p in stream["prompts"]] + [len(frames)]
     shown = [min(len(frames) - 1, (a + b) // 2) for a, b in itertools.pairwise(starts)]
-    fig = plt.figure(figsize=(12, 8))
-    grid = fig.add_gridspec(3, max(len(shown), 2), height_ratios=(1.0, 1.0, 1.1))
-    for i, (frame, prompt) in enumerate(zip(shown, stream["prompts"], strict=True)):
-        ax = fig.add_subplot(grid[0, i])
-        ax.imshow(frames[frame])
-        ax.set_title(f"frame {frame}\n{_wrap(prompt['prompt'])}", fontsize=6)
-        ax.axis("off")
+    # The stream's frames, over the same frames of its true video through the autoencoder and as it is.
+    rows = [("the demo", frames)] + [
+        (label, read(path)) for label, path in (
+            ("true video through the autoencoder", paths.streams / f"{first}.autoencoder.mp4"),
+            ("true video", paths.streams / f"{first}.truth.mp4"),
+        ) if path.exists()
+    ]  # fmt: skip
+    fig = plt.figure(figsize=(12, 8 + 1.5 * (len(rows) - 1)))
+    grid = fig.add_gridspec(len(rows) + 2, max(len(shown), 2), height_ratios=(*([0.9] * len(rows)), 1.0, 1.1))
+    for r, (label, video) in enumerate(rows):
+        for i, (frame, prompt) in enumerate(zip(shown, stream["prompts"], strict=True)):
+            ax = fig.add_subplot(grid[r, i])
+            ax.imshow(video[min(frame, len(video) - 1)])
+            title = f"frame {frame}\n{_wrap(prompt['prompt'])}" if r == 0 else ""
+            ax.set_title(title, fontsize=6)
+            if i == 0:
+                ax.set_ylabel(_wrap(label, 18), fontsize=6)
+            ax.set_xticks([])
+            ax.set_yticks([])
     half = max(len(shown), 2) // 2
-    ax = fig.add_subplot(grid[1, :half])
-    ax.plot(*_curve(paths.vae / "metrics.jsonl", "eval", "psnr"), marker=".")
-    ax.set(xlabel="VAE step", ylabel="held-out PSNR (dB)", title="VAE")
-    ax = fig.add_subplot(grid[1, half:])
+    ax = fig.add_subplot(grid[len(rows), :half])
+    ax.plot(*_curve(paths.autoencoder / "metrics.jsonl", "eval", "psnr"), marker=".")
+    title = f"{report['autoencoder']} autoencoder"
+    ax.set(xlabel="autoencoder step", ylabel="held-out PSNR (dB)", title=title)
+    ax = fig.add_subplot(grid[len(rows), half:])
     for split, label in (("train", "train loss"), ("eval", "held-out loss")):
         ax.plot(
             *_curve(paths.teacher / "metrics.jsonl", split, "loss"), marker=".", label=f"teacher: {label}"
@@ -337,26 +448,22 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
             label="student: held-out distillation loss")  # fmt: skip
     ax.set(xlabel="step", title="StreamDiT: flow matching, then distillation", yscale="log")
     ax.legend(fontsize=7)
-    ax = fig.add_subplot(grid[2, :half])
+    ax = fig.add_subplot(grid[len(rows) + 1, :half])
     for name, r in report["streams"].items():
         colour = [s["colour"] for s in r["adherence_per_segment"]]
         edges = [p["from_frame"] for p in r["prompts"]] + [r["frames"]]
         ax.stairs(colour, edges, label=name)
     ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
     ax.legend(fontsize=6)
-    ax = fig.add_subplot(grid[2, half:])
+    ax = fig.add_subplot(grid[len(rows) + 1, half:])
     ax.axis("off")
-    summary, truth = report["summary"], report["truth_summary"] or {}
+    columns = (report["summary"], report.get("autoencoder_summary") or {}, report["truth_summary"] or {})
     rows = [
-        (
-            name,
-            fmt.format(summary[key]),
-            fmt.format(truth[key]) if np.isfinite(truth.get(key, np.nan)) else "",
-            target,
-        )
+        (name, *(fmt.format(c[key]) if np.isfinite(c.get(key, np.nan)) else "" for c in columns), target)
         for name, key, fmt, target in REPORTED
     ]
-    table = ax.table(cellText=rows, colLabels=("metric", "demo", "true videos", "target"), loc="center")
+    labels = ("metric", "demo", "true videos through\nthe autoencoder", "true videos", "target")
+    table = ax.table(cellText=rows, colLabels=labels, loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
     fig.suptitle(

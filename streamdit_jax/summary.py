@@ -8,7 +8,7 @@ from collections import defaultdict
 import jax
 from flax import nnx
 
-from streamdit_jax.autoencoder import TinyDecoder, VideoVAE
+from streamdit_jax.autoencoder import TinyDecoder, build_autoencoder
 from streamdit_jax.config import AutoencoderConfig, Config, ModelConfig, TinyDecoderConfig
 from streamdit_jax.model import abstract_model
 
@@ -34,15 +34,20 @@ def _table(rows: list[tuple[str, int]], stacked: str = "") -> list[str]:
     return lines
 
 
-def format_vae_summary(cfg: AutoencoderConfig, title: str = "VideoVAE") -> str:
-    """The VAE's per-module table followed by the line ``parameters: <int>``."""
-    vae = nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0)))
-    head = (
-        f"{title}: base width {cfg.base_dim} x {cfg.dim_mult}, {cfg.num_res_blocks} residual blocks a stage, "
+def format_autoencoder_summary(cfg: AutoencoderConfig, title: str = "autoencoder") -> str:
+    """The autoencoder's per-module table followed by the line ``parameters: <int>``."""
+    autoencoder = nnx.eval_shape(lambda: build_autoencoder(cfg, nnx.Rngs(0)))
+    layout = (
         f"{cfg.latent_channels} latent channels, {cfg.temporal_compression}x time, "
         f"{cfg.spatial_compression}x space"
     )
-    return "\n".join([head, *_table(module_table(nnx.state(vae, nnx.Param)))])
+    if cfg.kind == "patch":
+        return f"{title}: patch autoencoder ({layout}), no weights\nparameters: 0"
+    head = (
+        f"{title}: {cfg.kind} autoencoder, base width {cfg.base_dim} x {cfg.dim_mult}, {cfg.num_res_blocks} "
+        f"blocks a stage, {layout}"
+    )
+    return "\n".join([head, *_table(module_table(nnx.state(autoencoder, nnx.Param)))])
 
 
 def format_tiny_decoder_summary(cfg: TinyDecoderConfig, title: str = "TinyDecoder") -> str:

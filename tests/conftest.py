@@ -117,7 +117,7 @@ def random_tiny_model(shelf, minilm, tiny_vae):
         import jax
         from helpers import randomize
 
-        from streamdit_jax.autoencoder import restore_vae
+        from streamdit_jax.autoencoder import restore_autoencoder
         from streamdit_jax.config import load
         from streamdit_jax.model import init_params, single_device_mesh
         from streamdit_jax.stream import StreamModel
@@ -125,7 +125,7 @@ def random_tiny_model(shelf, minilm, tiny_vae):
         cfg = load("tiny", num_devices=1)
         graphdef, params = init_params(cfg.model, jax.random.key(0))
         params = randomize(params, scale=0.05)
-        return StreamModel(cfg, graphdef, params, restore_vae(tiny_vae), minilm, single_device_mesh())
+        return StreamModel(cfg, graphdef, params, restore_autoencoder(tiny_vae), minilm, single_device_mesh())
 
     return shelf.memo("random_tiny_stream_model", make)
 
@@ -135,12 +135,13 @@ def tiny_latents(shelf, tiny_vae, minilm) -> Path:
     """LATENT_SCENES shapes training scenes encoded by ``tiny_vae`` (``data.source=latents`` shards)."""
 
     def build(folder: Path) -> None:
-        from streamdit_jax.autoencoder import restore_vae
+        from streamdit_jax.autoencoder import restore_autoencoder
         from streamdit_jax.config import load
         from streamdit_jax.data.encode import encode_shapes
 
         cfg = load("tiny", num_devices=1)
-        encode_shapes(cfg, LATENT_SCENES, folder / "shards", restore_vae(tiny_vae), minilm, progress=False)
+        vae = restore_autoencoder(tiny_vae)
+        encode_shapes(cfg, LATENT_SCENES, folder / "shards", vae, minilm, progress=False)
 
     return shelf.get("tiny_latents", build) / "shards"
 

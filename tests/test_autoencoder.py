@@ -10,7 +10,8 @@ from helpers import relative_error
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from streamdit_jax.autoencoder import VideoVAE, restore_vae  # noqa: E402
+from streamdit_jax.autoencoder import restore_autoencoder  # noqa: E402
+from streamdit_jax.autoencoder.vae import VideoVAE  # noqa: E402
 from streamdit_jax.checkpoint import save_params  # noqa: E402
 from streamdit_jax.cli import main  # noqa: E402
 from streamdit_jax.config import AutoencoderConfig  # noqa: E402
@@ -155,7 +156,7 @@ def test_checkpoint_round_trip_and_cli(wan, tmp_path, capsys):
     _, path, ours = wan
     out = tmp_path / "ckpt"
     assert main(["convert", "wan-vae", "--src", str(path), "--out", str(out)]) == 0
-    restored = restore_vae(out)
+    restored = restore_autoencoder(out)
     np.testing.assert_allclose(np.asarray(restored.latents_std[...]), WAN_VAE["latents_std"], rtol=1e-7)
     latents = jnp.ones((1, 2, 4, 6, Z))
     np.testing.assert_allclose(
@@ -190,4 +191,4 @@ def test_fresh_vae_trains_from_its_own_init(tmp_path):
     norms = [float(jnp.linalg.norm(g)) for g in jax.tree.leaves(grad(stepped))]
     assert all(np.isfinite(n) and n > 0 for n in norms)
     assert save_params(tmp_path, cfg, nnx.state(vae)).exists()
-    assert restore_vae(tmp_path).cfg == cfg
+    assert restore_autoencoder(tmp_path).cfg == cfg

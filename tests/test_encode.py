@@ -9,7 +9,7 @@ import pytest
 from helpers import write_latent_shards
 
 from streamdit_jax import config as config_lib
-from streamdit_jax.autoencoder import restore_vae
+from streamdit_jax.autoencoder import restore_autoencoder
 from streamdit_jax.cli import main
 from streamdit_jax.data import DataError, pipeline
 from streamdit_jax.data.encode import clip_frames, read_captions
@@ -117,7 +117,7 @@ def test_the_latents_are_the_vae_encoding_of_the_conformed_video(dataset, tmp_pa
     assert _encode(vae_dir, captions, videos, tmp_path / "shards") == 0
     frames, fps = read_video(videos / "a.mp4")
     clip = conform(frames, fps, TINY)[:29]
-    vae = restore_vae(vae_dir)
+    vae = restore_autoencoder(vae_dir)
     want = np.asarray(jax.jit(vae.encode)(clip[None]))[0]
     got = np.asarray(LatentShards(tmp_path / "shards")[0]["latents"], np.float32)
     np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-3)  # stored as float16
@@ -160,7 +160,7 @@ def test_video_folders_train_on_the_fly_skipping_bad_files(dataset, minilm, capl
         num_devices=8,
     )
 
-    source = ExampleSource(cfg, restore_vae(vae_dir), minilm)
+    source = ExampleSource(cfg, restore_autoencoder(vae_dir), minilm)
     batch = next(iter(source.train_batches(4, seed=0, process=0, processes=1)))
     assert batch["latents"].shape == (4, *cfg.latent_grid, 16) and np.isfinite(batch["latents"]).all()
     assert batch["text"].shape == (4, 40, 384) and batch["text_mask"].shape == (4, 40)
@@ -187,7 +187,7 @@ def test_encode_shapes_batches_across_scenes_in_order(dataset, tmp_path, capsys)
     shards = LatentShards(out)
     frames = clip_frames(TINY)
     scenes = ShapesDataset(TINY.data.resolution, TINY.data.fps, frames, seed=TINY.seed, split="train")
-    vae = restore_vae(vae_dir)
+    vae = restore_autoencoder(vae_dir)
     want = np.asarray(jax.jit(vae.encode)(np.stack([scenes[i]["video"] for i in range(5)])))
     for i in range(5):  # batches of 2 span scenes and shards; the last one is padded
         record = shards[i]
@@ -231,7 +231,7 @@ def test_long_clips_train_on_windows_at_drawn_offsets(dataset, minilm, tmp_path)
     assert batch["latents"].shape == (4, 8, 8, 8, 16)
 
     # On the fly: the whole 41-frame clip is encoded and each example keeps its window.
-    vae = restore_vae(vae_dir)
+    vae = restore_autoencoder(vae_dir)
     shapes_cfg = config_lib.load("tiny", ["data.clip_latents=11"])
     assert clip_frames(shapes_cfg) == 41
     on_the_fly = ExampleSource(shapes_cfg, vae, minilm)

@@ -157,3 +157,35 @@ def test_truth_scores_a_held_out_schedule_on_its_true_video():
     assert 0.7 <= scores["seam_ratio"] <= 1.3
     own = prompts_from_schedule("own", [(0.0, "a red circle moving left")])
     assert truth(own, 240, FPS, (64, 64), [0]) is None
+
+
+@pytest.mark.slow
+def test_through_an_exact_autoencoder_the_scores_are_the_true_videos():
+    """The latent space's ceiling (``autoencoder_summary``): true videos encoded and decoded by the run's
+    autoencoder, scored like a stream. Through the patch kind, an exact inverse, they are the true
+    videos' scores; eval.json and eval.md carry them beside the model's."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from flax import nnx
+
+    from streamdit_jax.autoencoder import build_autoencoder
+    from streamdit_jax.bench.rollout import random_stream_model
+    from streamdit_jax.config import load
+    from streamdit_jax.eval.run import heldout_prompts, run_eval, truth
+
+    patch = ["autoencoder.kind=patch", "autoencoder.latent_channels=768", "model.latent_channels=768"]
+    cfg = load("tiny", patch, num_devices=1)
+    prompt = heldout_prompts(1, seconds=12, segments=3)[0]
+    ae = build_autoencoder(cfg.autoencoder, nnx.Rngs(0))
+    starts = list(range(0, 96, 8))
+    assert truth(prompt, 96, FPS, (64, 64), starts, ae) == truth(prompt, 96, FPS, (64, 64), starts)
+    with tempfile.TemporaryDirectory() as out:
+        report = run_eval(random_stream_model(cfg), heldout_prompts(2, seconds=4), 4.0, out)
+        assert report["autoencoder"] == "patch"
+        same = lambda a, b: json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # NaN == NaN
+        assert same(report["autoencoder_summary"], report["truth_summary"])
+        saved = json.loads((Path(out) / "eval.json").read_text())
+        assert saved["autoencoder_summary"]["colour_adherence"] == report["truth_summary"]["colour_adherence"]
+        assert "through the autoencoder" in (Path(out) / "eval.md").read_text()

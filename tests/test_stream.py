@@ -282,7 +282,7 @@ def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_
     assert len(got) == 7  # every input latent frame comes out once, then the stream ends
     frames = InputVideo(tmp_path / "in.mp4", model.cfg).take(100)
     assert len(frames) == 53
-    inputs = np.asarray(jax.jit(model.vae.encode)(jnp.asarray(frames[None])))
+    inputs = np.asarray(jax.jit(model.autoencoder.encode)(jnp.asarray(frames[None])))
     padded = np.concatenate([inputs] + [inputs[:, -2:]] * 4, axis=1)  # the stream's flush: last chunk again
     want = reference_stream([_velocity(model, B)] * 8, scheme, streamer.latent_shape, 2, 7, padded, strength)
     for g, w in zip(got, want, strict=True):
@@ -295,7 +295,7 @@ def test_decoded_stream_is_the_whole_decode(model):
     streamer = Streamer(model, A, scheme=Scheme(1, 7, 1, 1))
     frames = [c for _, c in zip(range(5), streamer.chunks(), strict=False)]
     latents = _take(Streamer(model, A, scheme=Scheme(1, 7, 1, 1)).latent_chunks(), 5)
-    whole = jax.jit(model.vae.decode)(jnp.asarray(np.concatenate(latents, axis=1)))
+    whole = jax.jit(model.autoencoder.decode)(jnp.asarray(np.concatenate(latents, axis=1)))
     want = np.round((np.asarray(whole[0]) + 1) * 127.5).clip(0, 255).astype(np.uint8)
     assert [len(f) for f in frames] == [1, 4, 4, 4, 4]
     assert np.abs(np.concatenate(frames).astype(int) - want).max() <= 1
@@ -307,7 +307,7 @@ def saved(model, shelf):
 
     def build(root):
         ckpt.save_params(root / "dit", model.cfg.model, model.params)
-        ckpt.save_params(root / "vae", model.vae.cfg, nnx.state(model.vae))
+        ckpt.save_params(root / "vae", model.autoencoder.cfg, nnx.state(model.autoencoder))
 
     return shelf.get("random_tiny_checkpoints", build)
 

@@ -330,13 +330,13 @@ def test_inference_restore_builds_no_training_object_and_warm_up_compiles_all(ti
     nothing (JAX's compile log stays empty)."""
     import logging
 
-    from streamdit_jax.autoencoder.training import VAETask
+    from streamdit_jax.autoencoder.training import AutoencoderTask
     from streamdit_jax.train import Trainer
 
     def forbidden(*args, **kwargs):
         raise AssertionError("restoring for inference built a training object")
 
-    for cls in (VAETask, ShapesDataset, Trainer):
+    for cls in (AutoencoderTask, ShapesDataset, Trainer):
         monkeypatch.setattr(cls, "__init__", forbidden)
     model = StreamModel.restore(tiny_demo / "student")
     warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))

@@ -15,13 +15,13 @@ from flax import nnx
 from helpers import randomize
 
 from streamdit_jax import checkpoint as ckpt
-from streamdit_jax.autoencoder import VideoVAE
 from streamdit_jax.autoencoder.tiny import (
     TinyDecoder,
     TinyDecoderConfig,
     flops_per_frame,
     restore_tiny_decoder,
 )
+from streamdit_jax.autoencoder.vae import VideoVAE
 from streamdit_jax.cli import main
 from streamdit_jax.config import ConfigError, load
 from streamdit_jax.stream import StreamModel
@@ -123,7 +123,7 @@ def trained_decoder(shelf, tiny_demo) -> Path:
         from streamdit_jax.cli import main
 
         with open(folder / "train.log", "w") as log, contextlib.redirect_stdout(log):
-            code = main(["train-decoder", *DECODER_RUN, "--vae", str(tiny_demo / "vae"),
+            code = main(["train-decoder", *DECODER_RUN, "--vae", str(tiny_demo / "autoencoder"),
                          "--workdir", str(folder / "run")])  # fmt: skip
         assert code == 0, (folder / "train.log").read_text()[-3000:]
 
@@ -153,14 +153,14 @@ def test_train_decoder_lowers_the_held_out_loss_and_resumes_bit_identically(
     """The held-out loss against the full decoder falls by at least LOSS_FACTOR from a fresh decoder's
     in DECODER_STEPS steps; a run stopped by SIGTERM at step 6 and resumed ends with the same weights,
     EMA, optimizer state and RNG, bit for bit."""
-    from streamdit_jax.autoencoder import restore_vae
+    from streamdit_jax.autoencoder import restore_autoencoder
     from streamdit_jax.autoencoder.decoder_training import DecoderTask
     from streamdit_jax.checkpoint import restore_run_config
     from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
 
     cfg = restore_run_config(trained_decoder)
-    task = DecoderTask(cfg, restore_vae(tiny_demo / "vae"))
+    task = DecoderTask(cfg, restore_autoencoder(tiny_demo / "autoencoder"))
     fresh = _held_out_loss(task, task.build(nnx.Rngs(0)))
     evals = [json.loads(line) for line in (trained_decoder / "metrics.jsonl").read_text().splitlines()]
     trained = [m["loss"] for m in evals if m["split"] == "eval"][-1]
@@ -261,11 +261,11 @@ def test_decoder_errors_are_clear_and_come_before_compilation(trained_decoder, t
 def test_latent_noise_reaches_the_latents_and_the_full_decoders_target(tiny_vae):
     """With ``decoder_train.latent_noise`` the tiny decoder's latents are the VAE's plus noise of that
     std, and the full decoder's target frames are decoded from those same noised latents."""
-    from streamdit_jax.autoencoder import restore_vae
+    from streamdit_jax.autoencoder import restore_autoencoder
     from streamdit_jax.autoencoder.decoder_training import _latents_and_frames
     from streamdit_jax.data.shapes import ShapesDataset
 
-    vae = restore_vae(tiny_vae)
+    vae = restore_autoencoder(tiny_vae)
     video = jnp.asarray(ShapesDataset((64, 64), 8, 9, seed=0)[0]["video"][None])
     clean, _ = _latents_and_frames(vae, video)
     noisy, frames = _latents_and_frames(vae, video, jax.random.key(0), 0.5)

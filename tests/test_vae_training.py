@@ -8,8 +8,8 @@ import pytest
 from flax import nnx
 
 from streamdit_jax import config as config_lib
-from streamdit_jax.autoencoder import restore_matching_vae, restore_vae
-from streamdit_jax.autoencoder.training import VAETask
+from streamdit_jax.autoencoder import restore_autoencoder, restore_matching_autoencoder
+from streamdit_jax.autoencoder.training import AutoencoderTask
 from streamdit_jax.checkpoint import latest_step, save_params
 from streamdit_jax.cli import main
 from streamdit_jax.model import init_params
@@ -36,7 +36,7 @@ def test_train_vae_cli_checkpoints_statistics_resumes_and_learns(tmp_path, capsy
     argv = ["train-vae", "--config", "tiny", "--workdir", str(workdir), *SETTINGS, *FAST]
     assert main([*argv, "--config.vae_train.steps=4"]) == 0
     early = _psnr(capsys.readouterr().out, "held-out PSNR ")
-    vae = restore_vae(workdir)
+    vae = restore_autoencoder(workdir)
     # The latent statistics were measured on held-out clips before saving (not the (0, 1) defaults).
     assert not np.allclose(np.asarray(vae.latents_std[...]), 1.0)
     assert np.all(np.asarray(vae.latents_std[...]) > 0)
@@ -58,8 +58,9 @@ def test_train_vae_cli_checkpoints_statistics_resumes_and_learns(tmp_path, capsy
     tuned = tmp_path / "tuned"
     cfg = config_lib.load("tiny", [s.removeprefix("--config.") for s in SETTINGS], num_devices=8)
     cfg = dataclasses.replace(cfg, vae_train=dataclasses.replace(cfg.vae_train, init=str(workdir)))
-    initial = nnx.state(restore_matching_vae(workdir, cfg.autoencoder), nnx.Param)
-    with Trainer(VAETask(cfg), cfg.vae_train, cfg.vae_optimizer, make_mesh(cfg.mesh), cfg.mesh.rules, tuned,
+    initial = nnx.state(restore_matching_autoencoder(workdir, cfg.autoencoder), nnx.Param)
+    task = AutoencoderTask(cfg)
+    with Trainer(task, cfg.vae_train, cfg.vae_optimizer, make_mesh(cfg.mesh), cfg.mesh.rules, tuned,
                  run_config=cfg, initial=initial, progress=False) as trainer:  # fmt: skip
         got, want = jax.device_get(trainer.state.params), jax.device_get(initial)
         for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
@@ -111,7 +112,7 @@ def test_crops_hold_an_object_and_are_reproducible():
     from streamdit_jax.eval.detect import SATURATION
 
     cfg = config_lib.load("tiny", ["vae_train.crop=(32,32)", "vae_train.frames=17"])
-    task = VAETask(cfg)
+    task = AutoencoderTask(cfg)
     for position in range(12):
         example = task.train_source[position]
         crop = task._cropped(example, position)["video"]
@@ -140,12 +141,12 @@ def test_context_frames_carry_the_caches_and_only_the_trained_parts_count():
     import jax.numpy as jnp
     from flax import nnx
 
-    from streamdit_jax.autoencoder import VideoVAE
     from streamdit_jax.autoencoder.training import reconstruction_error
+    from streamdit_jax.autoencoder.vae import VideoVAE
 
     cfg = config_lib.load("tiny", ["vae_train.frames=5", "vae_train.context=8", "vae_train.object_weight=2"])
     assert cfg.vae_train.clip_frames == 5 + 8 + 4
-    task = VAETask(cfg)
+    task = AutoencoderTask(cfg)
     vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(0))
     for path, x in nnx.to_flat_state(nnx.state(vae, nnx.Param)):  # every weight non-zero
         x.set_value(x.get_value() + 0.02 * jax.random.normal(jax.random.key(len(path)), x.get_value().shape))

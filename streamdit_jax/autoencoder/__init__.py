@@ -1,16 +1,30 @@
-"""The causal video autoencoder."""
+"""Autoencoders between videos and latents, one interface (:class:`Autoencoder`), several kinds
+(``autoencoder.kind``): ``vae`` (Wan 2.1's layout), ``tiny`` (TAEHV's layout), ``patch`` (pixels, nothing
+to train) and ``patch_mlp`` (pixel cells through MLPs); and the tiny streaming decoder distilled from a
+VAE."""
 
-from streamdit_jax.autoencoder.restore import restore_matching_vae, restore_vae
+# Importing the kinds registers them (autoencoder.registry).
+from streamdit_jax.autoencoder import patch, patch_mlp, tiny_autoencoder, vae  # noqa: F401
+from streamdit_jax.autoencoder.base import Autoencoder, ChunkStream, LatentAutoencoder, LatentStatistic
+from streamdit_jax.autoencoder.registry import (
+    AUTOENCODERS,
+    build_autoencoder,
+    register_autoencoder,
+    restore_autoencoder,
+    restore_matching_autoencoder,
+)
 from streamdit_jax.autoencoder.tiny import TinyDecoder, restore_tiny_decoder
-from streamdit_jax.autoencoder.vae import LatentStatistic, StreamingDecoder, StreamingEncoder, VideoVAE
 
 __all__ = [
+    "AUTOENCODERS",
+    "Autoencoder",
+    "ChunkStream",
+    "LatentAutoencoder",
     "LatentStatistic",
-    "StreamingDecoder",
-    "StreamingEncoder",
     "TinyDecoder",
-    "VideoVAE",
-    "restore_matching_vae",
+    "build_autoencoder",
+    "register_autoencoder",
+    "restore_autoencoder",
+    "restore_matching_autoencoder",
     "restore_tiny_decoder",
-    "restore_vae",
 ]

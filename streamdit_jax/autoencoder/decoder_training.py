@@ -1,5 +1,6 @@
-"""Distilling the tiny decoder from a VAE's decoder on the VAE's own latents of shapes clips
-(``streamdit train-decoder``), and measuring it against the full decoder (``streamdit eval-decoder``)."""
+"""Distilling the tiny decoder from an autoencoder's decoder (the VAE's) on its own latents of shapes
+clips (``streamdit train-decoder``), and measuring it against the full decoder (``streamdit
+eval-decoder``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from streamdit_jax.autoencoder.base import LatentAutoencoder
 from streamdit_jax.autoencoder.tiny import TinyDecoder, vae_fingerprint
-from streamdit_jax.autoencoder.training import VAETask, object_crop, psnr, reconstruction_error
-from streamdit_jax.autoencoder.vae import VideoVAE
+from streamdit_jax.autoencoder.training import AutoencoderTask, object_crop, psnr, reconstruction_error
 from streamdit_jax.config import Config, TinyDecoderConfig
 from streamdit_jax.data import pipeline
 from streamdit_jax.data.shapes import ShapesDataset
@@ -23,14 +24,14 @@ from streamdit_jax.sharding import axes
 
 
 def _latents_and_frames(
-    vae: VideoVAE, video: jax.Array, key: jax.Array | None = None, noise: float = 0.0
+    vae: LatentAutoencoder, video: jax.Array, key: jax.Array | None = None, noise: float = 0.0
 ) -> tuple[jax.Array, jax.Array]:
-    """The VAE's normalised latents of ``video`` (posterior mean, plus Gaussian noise of std ``noise``
-    when ``key`` is given) and its full decoder's frames of them."""
-    latents = vae.normalize(vae.posterior(video)[0])
+    """The autoencoder's normalised latents of ``video`` (the VAE's posterior mean, plus Gaussian noise
+    of std ``noise`` when ``key`` is given) and its full decoder's frames of them."""
+    latents = vae.encode(video)
     if key is not None and noise:
         latents = latents + noise * jax.random.normal(key, latents.shape)
-    frames = jnp.clip(vae.decode_raw(vae.denormalize(latents))[0], -1.0, 1.0)
+    frames = vae.decode(latents)
     return jax.lax.stop_gradient(latents), jax.lax.stop_gradient(frames)
 
 
@@ -45,7 +46,7 @@ class DecoderTask:
     """The trainer's task (see streamdit_jax.train.Task) that distils a :class:`TinyDecoder` from
     ``vae``'s decoder; the VAE rides along as the trainer's frozen state (replicated on the mesh)."""
 
-    def __init__(self, cfg: Config, vae: VideoVAE):
+    def __init__(self, cfg: Config, vae: LatentAutoencoder):
         self.cfg = cfg
         tc = cfg.decoder_train
         self.model_config = tiny_decoder_config(cfg, vae_fingerprint(vae))
@@ -100,7 +101,7 @@ class DecoderTask:
     def _cropped(self, example: dict, position: int) -> dict[str, np.ndarray]:
         return {"video": object_crop(example, self.cfg.decoder_train.crop, self.cfg.seed, position)}
 
-    _video = staticmethod(VAETask._video)
+    _video = staticmethod(AutoencoderTask._video)
 
     def train_batches(self, batch_size: int, seed: int, process: int, processes: int) -> grain.IterDataset:
         return pipeline.train_batches(self.train_source, self._cropped, batch_size, seed, process, processes)
@@ -119,7 +120,7 @@ def _decode_both(vae_graphdef, vae_state, tiny_graphdef, tiny_state, video):
 
 
 def evaluate_decoder(
-    tiny: TinyDecoder, vae: VideoVAE, cfg: Config, clips: int, frames: int | None = None
+    tiny: TinyDecoder, vae: LatentAutoencoder, cfg: Config, clips: int, frames: int | None = None
 ) -> dict[str, float]:
     """On the first ``clips`` held-out clips train-decoder evaluates on: PSNR of the tiny decoder
     against the full decoder's frames and against the true frames (and the full decoder's), and the

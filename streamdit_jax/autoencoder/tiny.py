@@ -38,10 +38,11 @@ Cache = Any
 
 
 def vae_fingerprint(vae) -> str:
-    """A short hash of what makes a VideoVAE's frames from latents: its latent statistics, post-quant
-    convolution and decoder weights. Two VAEs share it only if they decode identically."""
+    """A short hash of what makes an autoencoder's frames from latents (its ``decoding_parts()``: the
+    VAE's latent statistics, post-quant convolution and decoder weights). Two autoencoders share it only
+    if they decode identically."""
     digest = hashlib.sha256()
-    for part in (vae.latents_mean, vae.latents_std, vae.post_quant_conv, vae.decoder):
+    for part in vae.decoding_parts():
         for leaf in jax.tree.leaves(nnx.state(part) if isinstance(part, nnx.Module) else part[...]):
             array = np.asarray(jax.device_get(leaf), np.float32)
             digest.update(str(array.shape).encode())
@@ -50,20 +51,23 @@ def vae_fingerprint(vae) -> str:
 
 
 class Conv2d(nnx.Module):
-    """A 3x3 (or 1x1) convolution applied to every frame of [B, T, H, W, C]."""
+    """A 3x3 (or 1x1) convolution applied to every frame of [B, T, H, W, C] (``stride`` in space)."""
 
-    def __init__(self, channels_in: int, channels_out: int, kernel: int = 3, *, rngs: nnx.Rngs, dtype):
+    def __init__(
+        self, channels_in: int, channels_out: int, kernel: int = 3, *, stride: int = 1, rngs: nnx.Rngs, dtype
+    ):
         init = nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=(0, 1, 2))
         self.kernel = nnx.Param(init(rngs.params(), (kernel, kernel, channels_in, channels_out), jnp.float32))
         self.bias = nnx.Param(jnp.zeros((channels_out,), jnp.float32))
         self.dtype = dtype
+        self.stride = stride
 
     def __call__(self, x: jax.Array) -> jax.Array:
         b, t = x.shape[:2]
         y = jax.lax.conv_general_dilated(
             x.reshape(b * t, *x.shape[2:]).astype(self.dtype),
             self.kernel[...].astype(self.dtype),
-            window_strides=(1, 1),
+            window_strides=(self.stride, self.stride),
             padding="SAME",
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
             preferred_element_type=jnp.float32,

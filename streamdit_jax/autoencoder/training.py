@@ -1,4 +1,6 @@
-"""Training the video VAE on ``shapes`` clips: reconstruction error + a small KL, held-out PSNR."""
+"""Training an autoencoder on ``shapes`` clips (``streamdit train-vae``): reconstruction error plus the
+kind's regulariser (the VAE's small KL), held-out PSNR; a kind without weights (``patch``) only has its
+latent statistics measured (:func:`fit_statistics`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from streamdit_jax.autoencoder.vae import VideoVAE
+from streamdit_jax.autoencoder.base import LatentAutoencoder
+from streamdit_jax.autoencoder.registry import build_autoencoder
 from streamdit_jax.config import Config, DecoderTrainConfig, VAETrainConfig
 from streamdit_jax.data import pipeline
 from streamdit_jax.data.shapes import ShapesDataset
@@ -25,11 +28,16 @@ def reconstruction_error(
     reconstruction: jax.Array, video: jax.Array, cfg: VAETrainConfig | DecoderTrainConfig
 ) -> jax.Array:
     """Mean per-pixel error (``cfg.reconstruction``: squared or absolute), each pixel weighted by 1 +
-    ``cfg.object_weight`` * saturation of ``video``."""
+    ``cfg.object_weight`` * saturation of ``video`` + ``cfg.edge_weight`` * how much that saturation
+    changes from the pixel above and from the pixel to the left (objects' edges)."""
     difference = reconstruction - video
     error = jnp.square(difference) if cfg.reconstruction == "mse" else jnp.abs(difference)
     saturation = (jnp.max(video, axis=-1, keepdims=True) - jnp.min(video, axis=-1, keepdims=True)) / 2.0
     weight = 1.0 + cfg.object_weight * saturation
+    if cfg.edge_weight:
+        down = jnp.abs(jnp.diff(saturation, axis=2, prepend=saturation[:, :, :1]))
+        right = jnp.abs(jnp.diff(saturation, axis=3, prepend=saturation[:, :, :, :1]))
+        weight = weight + cfg.edge_weight * (down + right)
     return jnp.mean(weight * error) / jnp.mean(weight)
 
 
@@ -50,12 +58,12 @@ def object_crop(example: dict, crop: tuple[int, int], seed: int, position: int) 
 
 
 @nnx.jit
-def _posterior_mean(model: VideoVAE, video: jax.Array) -> jax.Array:
-    return model.posterior(video)[0]
+def _raw_latents(model: LatentAutoencoder, video: jax.Array) -> jax.Array:
+    return model.raw_latents(video)
 
 
-class VAETask:
-    """The trainer's task for the VAE (see streamdit_jax.train.Task)."""
+class AutoencoderTask:
+    """The trainer's task for the autoencoder of ``cfg.autoencoder`` (see streamdit_jax.train.Task)."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -70,10 +78,10 @@ class VAETask:
         cfg = self.cfg.data
         return ShapesDataset(cfg.resolution, cfg.fps, frames, seed=self.cfg.seed + 1, split="heldout")
 
-    def build(self, rngs: nnx.Rngs) -> VideoVAE:
-        return VideoVAE(self.cfg.autoencoder, rngs=rngs)
+    def build(self, rngs: nnx.Rngs) -> LatentAutoencoder:
+        return build_autoencoder(self.cfg.autoencoder, rngs)
 
-    def loss(self, model: VideoVAE, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
+    def loss(self, model: LatentAutoencoder, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
         """The loss of the trained parts of each clip: its start (``vae_train.frames``) and, with a
         ``vae_train.context``, the frames after the context, which runs without gradients (the causal
         caches carry it)."""
@@ -82,31 +90,29 @@ class VAETask:
         parts = [video[:, : cfg.frames]]
         if cfg.context:
             parts += [video[:, cfg.frames : cfg.frames + cfg.context], video[:, cfg.frames + cfg.context :]]
-        caches, outputs = (None, None), []
+        caches, outputs, regularisers = (None, None), [], []
         for i, part in enumerate(parts):
-            mean, logvar, encoder_cache = model.posterior_chunk(part, caches[0])
-            if i == 1:  # the context: no sampling, no loss, no gradients
-                _, decoder_cache = model.decode_raw(mean, caches[1])
-                caches = jax.lax.stop_gradient((encoder_cache, decoder_cache))
+            context = i == 1  # no sampling, no loss, no gradients
+            reconstruction, regulariser, caches = model.training_reconstruction(
+                part, caches, None if context else jax.random.fold_in(key, i)
+            )
+            if context:
+                caches = jax.lax.stop_gradient(caches)
                 continue
-            noise = jax.random.normal(jax.random.fold_in(key, i), mean.shape)
-            reconstruction, decoder_cache = model.decode_raw(mean + jnp.exp(0.5 * logvar) * noise, caches[1])
-            caches = (encoder_cache, decoder_cache)
-            outputs.append((part, reconstruction, mean, logvar))
-        trained = [jnp.concatenate(x, axis=1) for x in zip(*outputs, strict=True)]
-        video, reconstruction, mean, logvar = trained
+            outputs.append((part, reconstruction))
+            regularisers.append(regulariser)
+        video, reconstruction = (jnp.concatenate(x, axis=1) for x in zip(*outputs, strict=True))
         l1 = jnp.mean(jnp.abs(reconstruction - video))
         mse = jnp.mean(jnp.square(reconstruction - video))
-        kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+        kl = jnp.mean(jnp.stack(regularisers))
         error = reconstruction_error(reconstruction, video, cfg)
         loss = error + cfg.kl_weight * kl
         return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": jnp.mean(psnr(reconstruction, video))}
 
-    def evaluate(self, model: VideoVAE, batch: dict) -> dict:
-        """Reconstruction of the posterior mean, as the VAE is used (encode, then decode)."""
+    def evaluate(self, model: LatentAutoencoder, batch: dict) -> dict:
+        """Reconstruction as the autoencoder is used (encode, then decode; the VAE's posterior mean)."""
         video = batch["video"]
-        mean, _ = model.posterior(video)
-        reconstruction, _ = model.decode_raw(mean)
+        reconstruction = model.reconstruct(video)
         return {
             "psnr": jnp.mean(psnr(reconstruction, video)),
             "l1": jnp.mean(jnp.abs(reconstruction - video)),
@@ -129,48 +135,107 @@ class VAETask:
     def eval_batches(self, batch_size: int, count: int, process: int, processes: int) -> list[dict]:
         return pipeline.fixed_batches(self.eval_source, self._video, batch_size, count, process, processes)
 
-    def on_save(self, model: VideoVAE) -> None:
+    def on_save(self, model: LatentAutoencoder) -> None:
         """Sets the latent statistics (per-channel mean and std) from held-out clips."""
         batches = self.eval_batches(self.cfg.vae_train.batch_size, self.cfg.vae_train.eval_batches, 0, 1)
-        means = np.concatenate([np.asarray(_posterior_mean(model, b["video"])) for b in batches])
-        channels = means.reshape(-1, means.shape[-1])
-        model.latents_mean[...] = jnp.asarray(channels.mean(0))
-        model.latents_std[...] = jnp.asarray(np.maximum(channels.std(0), 1e-6))
+        fit_statistics(model, [b["video"] for b in batches])
+
+
+def fit_statistics(model: LatentAutoencoder, videos: list[np.ndarray]) -> None:
+    """Sets ``model``'s per-channel latent mean and std from its raw latents of ``videos`` [B, T, H, W, 3]."""
+    raw = np.concatenate([np.asarray(_raw_latents(model, jnp.asarray(v))) for v in videos])
+    channels = raw.reshape(-1, raw.shape[-1]).astype(np.float64)
+    model.latents_mean[...] = jnp.asarray(channels.mean(0), jnp.float32)
+    model.latents_std[...] = jnp.asarray(np.maximum(channels.std(0), 1e-6), jnp.float32)
 
 
 @nnx.jit
-def _reconstruct(model: VideoVAE, video: jax.Array) -> jax.Array:
-    return jnp.clip(model.decode_raw(model.posterior(video)[0])[0], -1.0, 1.0)
+def _reconstruct(model: LatentAutoencoder, video: jax.Array) -> jax.Array:
+    return model.reconstruct(video)
 
 
-def evaluate_vae(
-    vae: VideoVAE, cfg: Config, clips: int, frames: int | None = None
+DETECTOR_SCORES = ("colour", "shape", "position", "motion")
+
+
+def evaluate_autoencoder(
+    autoencoder: LatentAutoencoder, cfg: Config, clips: int, frames: int | None = None
 ) -> tuple[dict[str, float], np.ndarray]:
-    """Held-out PSNR of ``vae`` on the first ``clips`` held-out clips the trainer evaluates on (or on
-    clips of ``frames`` frames of the same scenes): overall, per background, and ``objects_found``, the
-    share of objects (at least 98% visible) whose colour the shapes detector finds in the reconstructed
-    frame. Also an image [rows of original over reconstruction, frames 0, mid, last] in [-1, 1]."""
+    """Held-out PSNR of ``autoencoder`` on the first ``clips`` held-out clips the trainer evaluates on
+    (or on clips of ``frames`` frames of the same scenes), overall (``all``) and per background, and the
+    shapes detector's scores on the true clips and on their reconstructions (``{score}_true``,
+    ``{score}_reconstruction``): ``colour`` (objects at least 98% visible whose colour is found),
+    ``shape`` (of those clear of the border, the shape is right), ``position`` (within 5% of the frame)
+    and ``motion`` (2-second windows whose motion the track gives right). Also an image [rows of original
+    over reconstruction, frames 0, mid, last] in [-1, 1]."""
     from streamdit_jax.data.shapes import BACKGROUNDS
     from streamdit_jax.eval.detect import detect, detector_scores
+    from streamdit_jax.eval.metrics import track_motion_hits
 
-    task = VAETask(cfg)
+    task = AutoencoderTask(cfg)
     source = task.eval_source if frames is None else task.heldout_clips(frames)
     scores: dict[str, list[float]] = {}
-    found = []
+    hits: dict[str, list[np.ndarray]] = {}
     rows = []
     for i in range(clips):
         item = source[i]
         video = item["video"][None]
-        reconstruction = np.asarray(_reconstruct(vae, jnp.asarray(video)))
+        reconstruction = np.asarray(_reconstruct(autoencoder, jnp.asarray(video)))
         score = float(psnr(jnp.asarray(reconstruction), jnp.asarray(video))[0])
         scores.setdefault(BACKGROUNDS[int(item["factors"]["background"])], []).append(score)
         scores.setdefault("all", []).append(score)
-        found.append(detector_scores(detect(reconstruction[0]), item["factors"])["colour"])
+        for which, frames_ in (("true", video[0]), ("reconstruction", reconstruction[0])):
+            det = detect(frames_)
+            found = {**detector_scores(det, item["factors"]),
+                     "motion": track_motion_hits(det, item["factors"], cfg.data.fps)}  # fmt: skip
+            for name, values in found.items():
+                hits.setdefault(f"{name}_{which}", []).append(values)
         if i < 6:
             shown = (0, video.shape[1] // 2, video.shape[1] - 1)
             rows.append(
                 np.concatenate([np.concatenate([video[0, t], reconstruction[0, t]]) for t in shown], 1)
             )
     out = {name: float(np.mean(values)) for name, values in scores.items()}
-    out["objects_found"] = float(np.concatenate(found).mean())
+    for name, values in hits.items():
+        values = np.concatenate(values)  # none counted (e.g. no window to classify): NaN
+        out[name] = float(values.mean()) if values.size else float("nan")
     return out, np.concatenate(rows, 1)
+
+
+def prepare_autoencoder(
+    cfg: Config, workdir, *, resume: bool, resuming: bool = False, progress: bool = True, on_log=None
+) -> dict:
+    """The autoencoder of ``cfg.autoencoder`` in ``workdir``: trained by the shared Trainer
+    (``vae_train``, ``vae_optimizer``; from ``vae_train.init`` unless ``resuming``), or, for a kind
+    without weights, its latent statistics measured on held-out clips and saved as step 0. Returns the
+    trainer's summary (``{"end_step": 0}`` for a kind without weights); ``on_log`` goes to the Trainer."""
+    from streamdit_jax.autoencoder.registry import autoencoder_class, restore_matching_autoencoder
+    from streamdit_jax.checkpoint import save_params, saved_steps
+    from streamdit_jax.sharding import make_mesh
+    from streamdit_jax.train import Trainer
+
+    if not autoencoder_class(cfg.autoencoder.kind).trainable:
+        if not (resume and saved_steps(workdir)):
+            autoencoder = build_autoencoder(cfg.autoencoder, nnx.Rngs(cfg.seed))
+            AutoencoderTask(cfg).on_save(autoencoder)
+            save_params(workdir, cfg.autoencoder, nnx.state(autoencoder))
+        return {"end_step": 0}
+    initial = None
+    if cfg.vae_train.init and not resuming:  # an autoencoder of this preset's (e.g. Wan's VAE)
+        initial = nnx.state(restore_matching_autoencoder(cfg.vae_train.init, cfg.autoencoder), nnx.Param)
+    trainer = Trainer(
+        AutoencoderTask(cfg),
+        cfg.vae_train,
+        cfg.vae_optimizer,
+        make_mesh(cfg.mesh),
+        cfg.mesh.rules,
+        workdir,
+        run_config=cfg,
+        section="vae_train",
+        seed=cfg.seed,
+        resume=resume,
+        initial=initial,
+        progress=progress,
+        on_log=on_log,
+    )
+    with trainer:
+        return trainer.run()

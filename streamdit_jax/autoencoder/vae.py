@@ -1,28 +1,25 @@
-"""VideoVAE: a causal 3D convolutional VAE with Wan 2.1's layout (4x time, 8x space by default).
+"""VideoVAE (autoencoder kind ``vae``): a causal 3D convolutional VAE with Wan 2.1's layout (4x time, 8x
+space by default), so that Wan 2.1's VAE weights convert into it.
 
-``encode(video [B, T, H, W, 3] in [-1, 1]) -> latents [B, F, h, w, C]`` (normalised per channel, as Wan's
-pipeline does), ``decode(latents) -> video``; ``streaming_decoder()`` and ``streaming_encoder()`` work on a
-stream chunk by chunk with carried caches and give exactly what the whole-video call gives.
+``encode(video [B, T, H, W, 3] in [-1, 1]) -> latents [B, F, h, w, C]`` (the posterior mean, normalised
+per channel, as Wan's pipeline does), ``decode(latents) -> video``; the streaming encoder and decoder
+(:class:`~streamdit_jax.autoencoder.base.LatentAutoencoder`) carry the causal convolution caches.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from streamdit_jax.autoencoder.base import LatentAutoencoder
 from streamdit_jax.autoencoder.layers import AttentionBlock, Cache, Conv, Resample, ResidualBlock, RMSNorm
+from streamdit_jax.autoencoder.registry import register_autoencoder
 from streamdit_jax.config import AutoencoderConfig
 
 INITIAL_LOGVAR = -8.0  # posterior std 0.018 at initialisation
-
-
-class LatentStatistic(nnx.Variable):
-    """Per-channel latent mean/std: part of the model's state, never trained by the optimizer."""
 
 
 class MidBlock(nnx.Module):
@@ -117,7 +114,8 @@ class Decoder(nnx.Module):
         return x, {"conv_in": c_in, "mid_block": c_mid, "up_blocks": c_up, "conv_out": c_out}
 
 
-class VideoVAE(nnx.Module):
+@register_autoencoder("vae")
+class VideoVAE(LatentAutoencoder):
     """The causal video VAE; latents are normalised with the per-channel statistics it holds."""
 
     def __init__(self, cfg: AutoencoderConfig, *, rngs: nnx.Rngs):
@@ -135,27 +133,11 @@ class VideoVAE(nnx.Module):
             self.post_quant_conv = Conv(cfg.latent_channels, cfg.latent_channels, (1, 1, 1), rngs=rngs,
                                         dtype=dtype)  # fmt: skip
             self.decoder = Decoder(cfg, rngs=rngs, dtype=dtype)
-            self.latents_mean = LatentStatistic(jnp.zeros((cfg.latent_channels,), jnp.float32))
-            self.latents_std = LatentStatistic(jnp.ones((cfg.latent_channels,), jnp.float32))
-
-    def latent_frames(self, video_frames: int) -> int:
-        """Latent frames for a video of ``video_frames`` frames (which must be 1 + k * compression)."""
-        step = self.cfg.temporal_compression
-        if video_frames < 1 or (video_frames - 1) % step:
-            raise ValueError(
-                f"a video of {video_frames} frames cannot be encoded: the causal VAE needs 1 + {step}k "
-                f"frames (e.g. {1 + step * max(1, (video_frames - 1) // step)})"
-            )
-        return 1 + (video_frames - 1) // step
+            self.init_statistics()
 
     def posterior(self, video: jax.Array) -> tuple[jax.Array, jax.Array]:
         """Raw (unnormalised) posterior mean and log-variance [B, F, h, w, C] of ``video`` [B, T, H, W, 3]."""
-        if video.ndim != 5 or video.shape[-1] != 3:
-            raise ValueError(f"video must be [B, T, H, W, 3] in [-1, 1] (channels last), got {video.shape}")
-        self.latent_frames(video.shape[1])
-        step = self.cfg.spatial_compression
-        if video.shape[2] % step or video.shape[3] % step:
-            raise ValueError(f"video height and width must be multiples of {step}, got {video.shape[2:4]}")
+        self.check_video(video)
         mean, logvar, _ = self.posterior_chunk(video)
         return mean, logvar
 
@@ -167,87 +149,24 @@ class VideoVAE(nnx.Module):
         mean, logvar = jnp.split(h, 2, axis=-1)
         return mean, jnp.clip(logvar, -30.0, 20.0), cache
 
-    def normalize(self, latents: jax.Array) -> jax.Array:
-        return (latents - self.latents_mean[...]) / self.latents_std[...]
-
-    def denormalize(self, latents: jax.Array) -> jax.Array:
-        return latents * self.latents_std[...] + self.latents_mean[...]
-
-    def encode(self, video: jax.Array, key: jax.Array | None = None) -> jax.Array:
-        """Normalised latents of ``video``: the posterior mean, or a sample when ``key`` is given."""
-        mean, logvar = self.posterior(video)
-        if key is not None:
-            mean = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
-        return self.normalize(mean)
+    def encode_raw(self, video: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
+        """The posterior mean of one chunk (raw) and the encoder's cache."""
+        mean, _, cache = self.posterior_chunk(video, cache)
+        return mean, cache
 
     def decode_raw(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         """Unclamped video from raw (unnormalised) latents, carrying the decoder's causal caches."""
         x, _ = self.post_quant_conv(latents)
         return self.decoder(x, cache)
 
-    def decode(self, latents: jax.Array) -> jax.Array:
-        """Video [B, T, H, W, 3] in [-1, 1] from normalised latents [B, F, h, w, C]."""
-        if latents.ndim != 5 or latents.shape[-1] != self.cfg.latent_channels:
-            raise ValueError(
-                f"latents must be [B, F, h, w, C={self.cfg.latent_channels}], got {latents.shape}"
-            )
-        video, _ = self.decode_raw(self.denormalize(latents))
-        return jnp.clip(video, -1.0, 1.0)
+    def training_reconstruction(self, video, caches, key):
+        """Decodes a posterior sample (the mean when ``key`` is None); the regulariser is the KL per
+        latent element against a unit Gaussian."""
+        mean, logvar, encoder_cache = self.posterior_chunk(video, caches[0])
+        sample = mean if key is None else mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        reconstruction, decoder_cache = self.decode_raw(sample, caches[1])
+        kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+        return reconstruction, kl, (encoder_cache, decoder_cache)
 
-    def streaming_decoder(self) -> StreamingDecoder:
-        return StreamingDecoder(self)
-
-    def streaming_encoder(self) -> StreamingEncoder:
-        return StreamingEncoder(self)
-
-
-@functools.partial(jax.jit, static_argnums=(0, 1), donate_argnums=4)
-def _run_chunk(chunk_fn, graphdef: nnx.GraphDef, state: nnx.State, x: jax.Array, cache: Cache):
-    """One chunk through ``chunk_fn``; a module-level jit, so every stream of one VAE shares its
-    compilations (one for the first chunk, whose cache is None, and one for the rest)."""
-    return chunk_fn(nnx.merge(graphdef, state), x, cache)
-
-
-class _CachedStream:
-    """Runs ``_chunk(model, x, cache) -> (y, cache)`` over a stream chunk by chunk, carrying the causal
-    caches (donated from chunk to chunk)."""
-
-    def __init__(self, vae: VideoVAE):
-        self._graphdef, self._state = nnx.split(vae)
-        self._cache: Any = None
-
-    @staticmethod
-    def _chunk(model: VideoVAE, x: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-        raise NotImplementedError
-
-    def step(self, x: jax.Array) -> jax.Array:
-        y, self._cache = _run_chunk(type(self)._chunk, self._graphdef, self._state, x, self._cache)
-        return y
-
-    def reset(self) -> None:
-        """Starts a new stream."""
-        self._cache = None
-
-
-class StreamingDecoder(_CachedStream):
-    """Decodes a latent stream chunk by chunk: ``step(latents [B, n, h, w, C]) -> frames``.
-
-    The first chunk yields 1 + 4(n - 1) frames (the causal first frame), every later chunk 4n; their
-    concatenation equals ``decode`` of the whole stream.
-    """
-
-    @staticmethod
-    def _chunk(model: VideoVAE, latents: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-        video, cache = model.decode_raw(model.denormalize(latents), cache)
-        return jnp.clip(video, -1.0, 1.0), cache
-
-
-class StreamingEncoder(_CachedStream):
-    """Encodes a video stream chunk by chunk: ``step(video [B, T, H, W, 3]) -> latents`` (normalised
-    posterior means). The first chunk takes 1 + 4(n - 1) frames for n latents, every later one 4n; their
-    concatenation equals ``encode`` of the whole video."""
-
-    @staticmethod
-    def _chunk(model: VideoVAE, video: jax.Array, cache: Cache) -> tuple[jax.Array, Cache]:
-        mean, _, cache = model.posterior_chunk(video, cache)
-        return model.normalize(mean), cache
+    def decoding_parts(self) -> tuple:
+        return (self.latents_mean, self.latents_std, self.post_quant_conv, self.decoder)

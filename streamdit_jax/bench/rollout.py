@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import build_autoencoder
 from streamdit_jax.autoencoder.decoder_training import tiny_decoder_config
 from streamdit_jax.autoencoder.tiny import TinyDecoder
 from streamdit_jax.bench.common import (
@@ -41,12 +41,12 @@ PROMPT = "a red circle moves to the right"
 
 
 def random_stream_model(cfg: Config, seed: int = 0, decoder: str = "full") -> StreamModel:
-    """A StreamModel of ``cfg`` on one device with random weights, a random VAE, :class:`RandomText`
+    """A StreamModel of ``cfg`` on one device with random weights, a random autoencoder, :class:`RandomText`
     and, with ``decoder="tiny"``, a random tiny decoder of ``decoder_train``'s width."""
     check_decoder(decoder, "random weights" if decoder == "tiny" else None)
     mesh = single_device_mesh()
     graphdef, params = init_params(cfg.model, jax.random.key(seed), mesh, cfg.mesh.rules)
-    vae = nnx.jit(lambda: VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(seed)))()
+    vae = nnx.jit(lambda: build_autoencoder(cfg.autoencoder, nnx.Rngs(seed)))()
     text = RandomText(cfg.model.text_width, cfg.text.max_length)
     tiny = None
     if decoder == "tiny":
@@ -98,7 +98,7 @@ def bench_rollout(
     flops = rollout_step_flops(cfg, scheme, scale)
     process_start = time.perf_counter()  # the cold first frame counts from here: build, compile, start
     model = random_stream_model(cfg, decoder=decoder)
-    frames_per_chunk = model.vae.cfg.temporal_compression * scheme.chunk_frames
+    frames_per_chunk = model.autoencoder.cfg.temporal_compression * scheme.chunk_frames
     results: dict = {}
     cold_first_frame = None
     for mode in modes:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import Autoencoder, build_autoencoder
 from streamdit_jax.config import AutoencoderConfig
 from streamdit_jax.convert.safetensors_io import read_safetensors_folder
 from streamdit_jax.convert.wan import ConversionError
@@ -95,12 +95,13 @@ def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, Any]:
     return out
 
 
-def wan_vae(diffusers_dir: str | Path, dtype: str = "float32") -> VideoVAE:
-    """A VideoVAE holding a diffusers AutoencoderKLWan folder's weights and latent statistics."""
+def wan_vae(diffusers_dir: str | Path, dtype: str = "float32") -> Autoencoder:
+    """The ``vae`` autoencoder holding a diffusers AutoencoderKLWan folder's weights and latent
+    statistics."""
     path = _find_vae_dir(diffusers_dir)
     hf = json.loads((path / "config.json").read_text())
     cfg = wan_vae_config(hf, dtype)
-    graphdef, state = nnx.split(nnx.eval_shape(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0))))
+    graphdef, state = nnx.split(nnx.eval_shape(lambda: build_autoencoder(cfg, nnx.Rngs(0))))
     tree = nnx.to_pure_dict(state)
     expected = {p: v for p, v in _flatten(tree).items() if p[0] not in _STATISTICS}
     converted, unknown, wrong = {}, [], []

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import Autoencoder
 from streamdit_jax.config import Config
 from streamdit_jax.data.frames import conform, read_video
 from streamdit_jax.data.latents import EMPTY_PROMPT, SHARD_SUFFIX, pack
@@ -75,7 +75,7 @@ def clip_frames(cfg: Config) -> int:
 
 
 @nnx.jit
-def encode_clips(vae: VideoVAE, clips: jax.Array) -> jax.Array:
+def encode_clips(vae: Autoencoder, clips: jax.Array) -> jax.Array:
     """Normalised latents of clips [B, T, H, W, 3] (jitted; one compilation per shape)."""
     return vae.encode(clips)
 
@@ -84,7 +84,7 @@ class ClipEncoder:
     """Encodes clips in fixed batches of ``batch`` (one compilation): ``add`` queues clips with their
     records and returns the records whose latents are ready; ``flush`` pads and encodes the rest."""
 
-    def __init__(self, vae: VideoVAE, batch: int):
+    def __init__(self, vae: Autoencoder, batch: int):
         self.vae, self.batch = vae, batch
         self.pending: list[tuple[dict[str, Any], np.ndarray]] = []
 
@@ -117,7 +117,7 @@ def encode_videos(
     cfg: Config,
     entries: list[tuple[Path, str]],
     out: str | Path,
-    vae: VideoVAE,
+    vae: Autoencoder,
     text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
     videos_per_shard: int = 64,
     batch: int = 4,
@@ -142,7 +142,7 @@ def encode_shapes(
     cfg: Config,
     count: int,
     out: str | Path,
-    vae: VideoVAE,
+    vae: Autoencoder,
     text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
     videos_per_shard: int = 256,
     batch: int = 8,
@@ -164,7 +164,7 @@ def write_shards(
     out: str | Path,
     count: int,
     load: Callable[[int], Item],
-    vae: VideoVAE,
+    vae: Autoencoder,
     text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
     videos_per_shard: int,
     batch: int,

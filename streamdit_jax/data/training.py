@@ -28,7 +28,7 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
-from streamdit_jax.autoencoder import VideoVAE
+from streamdit_jax.autoencoder import Autoencoder
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.data import DataError, pipeline
 from streamdit_jax.data.encode import clip_frames, clip_latents, encode_clips, read_captions
@@ -54,7 +54,7 @@ class BatchEncoder:
     """A batch of videos [B, T, H, W, 3], captions [B] and window offsets [B] -> latents (the ``window``
     latent frames from each offset), text states and masks (numpy)."""
 
-    def __init__(self, vae: VideoVAE, text_encoder: TextEncoder, window: int):
+    def __init__(self, vae: Autoencoder, text_encoder: TextEncoder, window: int):
         self.vae, self.text_encoder, self.window = vae, text_encoder, window
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -141,7 +141,7 @@ class ExampleSource:
     """The train and held-out examples of ``cfg.data`` as grain MapDatasets of per-example dicts, and
     the batch transform that turns their batches into model inputs."""
 
-    def __init__(self, cfg: Config, vae: VideoVAE | None, text_encoder: TextEncoder | None):
+    def __init__(self, cfg: Config, vae: Autoencoder | None, text_encoder: TextEncoder | None):
         self.cfg = cfg
         data = cfg.data
         if data.source == "latents":
@@ -247,9 +247,9 @@ def _checked_shards(cfg: Config) -> LatentShards:
     return shards
 
 
-def on_the_fly_encoders(cfg: Config) -> tuple[VideoVAE | None, TextEncoder | None]:
-    """The VAE and text encoder that encode shapes and video folders during training; (None, None) for
-    precomputed latents."""
+def on_the_fly_encoders(cfg: Config) -> tuple[Autoencoder | None, TextEncoder | None]:
+    """The autoencoder and text encoder that encode shapes and video folders during training; (None,
+    None) for precomputed latents."""
     if cfg.data.source == "latents":
         return None, None
     from streamdit_jax.text import build_encoder
@@ -257,19 +257,20 @@ def on_the_fly_encoders(cfg: Config) -> tuple[VideoVAE | None, TextEncoder | Non
     return preset_vae(cfg), build_encoder(cfg.text)
 
 
-def preset_vae(cfg: Config) -> VideoVAE:
-    """The VAE of ``data.vae``, checked against the preset; when empty, an untrained one (with measured
-    latent statistics, so that latents have unit scale) and a warning."""
-    from streamdit_jax.autoencoder import restore_matching_vae
+def preset_vae(cfg: Config) -> Autoencoder:
+    """The autoencoder of ``data.vae``, checked against the preset; when empty, an untrained one (with
+    measured latent statistics, so that latents have unit scale) and a warning."""
+    from streamdit_jax.autoencoder import build_autoencoder, restore_matching_autoencoder
 
     if cfg.data.vae:
-        return restore_matching_vae(cfg.data.vae, cfg.autoencoder)
-    from streamdit_jax.autoencoder.training import VAETask
+        return restore_matching_autoencoder(cfg.data.vae, cfg.autoencoder)
+    from streamdit_jax.autoencoder.training import AutoencoderTask
 
     log.warning(
-        "data.vae is empty: latents come from an untrained VAE (fine for tests, meaningless for a "
-        "real model). Train one with `streamdit train-vae` and pass --config.data.vae=DIR"
+        "data.vae is empty: latents come from an untrained autoencoder (fine for tests, meaningless for a "
+        "real model, except the patch kind's, which has no weights). Train one with `streamdit train-vae` "
+        "and pass --config.data.vae=DIR"
     )
-    vae = VideoVAE(cfg.autoencoder, rngs=nnx.Rngs(cfg.seed))
-    VAETask(cfg).on_save(vae)
+    vae = build_autoencoder(cfg.autoencoder, nnx.Rngs(cfg.seed))
+    AutoencoderTask(cfg).on_save(vae)
     return vae

@@ -15,8 +15,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from streamdit_jax.config import Config, RolloutConfig
 from streamdit_jax.data.training import ExampleSource
 from streamdit_jax.distill.targets import advance, steady_buffers, target_velocity, teacher_step
-from streamdit_jax.flow import Scheme, guided
-from streamdit_jax.model import StreamDiT, apply
+from streamdit_jax.flow import Scheme, guided, model_velocity
+from streamdit_jax.model import StreamDiT
 from streamdit_jax.text import TextEncoder
 from streamdit_jax.train.flow_task import LatentBatches
 
@@ -80,7 +80,8 @@ class DistillTask(LatentBatches):
 
     def _teacher(self, frozen: dict, text: jax.Array, mask: jax.Array):
         def model_fn(latents, sigma, text, mask):
-            return apply(self.teacher_graphdef, frozen["teacher"], latents, sigma, text, mask)
+            teacher = nnx.merge(self.teacher_graphdef, frozen["teacher"])
+            return model_velocity(teacher)(latents, sigma, text, mask)
 
         scale = jnp.asarray(self.cfg.distill.cfg_scale, jnp.float32)
         return guided(model_fn, text, mask, frozen["null_text"], frozen["null_mask"], scale)
@@ -106,7 +107,7 @@ class DistillTask(LatentBatches):
         """MSE between the student's velocity and the one that lands on the teacher's latents (equal to
         N² times the MSE of the latents themselves)."""
         x, sigma, target = self.buffers_and_targets(batch, key, frozen)
-        velocity = model(x, sigma, batch["text"], batch["text_mask"]).astype(jnp.float32)
+        velocity = model_velocity(model)(x, sigma, batch["text"], batch["text_mask"])
         loss = jnp.mean(jnp.square(velocity - target))
         return loss, {"target_rms": jnp.sqrt(jnp.mean(jnp.square(target)))}
 

@@ -79,6 +79,28 @@ def classify_motion(positions: np.ndarray, fps: float) -> int:
     return MOTIONS.index(nearest)
 
 
+def track_motion_hits(det: Detections, factors: dict, fps: float) -> np.ndarray:
+    """Per object of a clip (``factors``, as ``ShapesDataset`` gives them) and window of
+    ``MOTION_WINDOW`` seconds in which its colour and motion stay the same: whether the motion estimated
+    from the detector's track of that colour is the true one (windows too short to classify are left
+    out). The motion score of a clip's reconstruction, without prompts."""
+    window = max(2, round(MOTION_WINDOW * fps))
+    frames = len(det.present)
+    hits = []
+    for slot in np.flatnonzero(factors["present"]):
+        for start in range(0, frames - window // 2, window):
+            end = min(start + window, frames)
+            colour, motion = factors["colour"][start:end, slot], factors["motion"][start:end, slot]
+            if (colour != colour[0]).any() or (motion != motion[0]).any():
+                continue
+            seen = det.present[start:end, colour[0]]
+            track = np.where(seen[:, None], det.position[start:end, colour[0]], np.nan)
+            estimate = classify_motion(track, fps)
+            if estimate >= 0:
+                hits.append(estimate == motion[0])
+    return np.asarray(hits, bool)
+
+
 def _bounds(segments: Sequence[Segment], frames: int) -> list[tuple[int, int]]:
     starts = [s.start for s in segments] + [frames]
     return list(itertools.pairwise(starts))

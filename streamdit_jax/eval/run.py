@@ -16,9 +16,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 from etils import epath
 
+from streamdit_jax.autoencoder import Autoencoder
 from streamdit_jax.config import ConfigError
 from streamdit_jax.data.shapes import COLOURS, MOTION_PHRASES, MOTIONS, SHAPE_WORDS, SHAPES, ShapesDataset
 from streamdit_jax.eval.metrics import Segment, evaluate
@@ -40,12 +42,11 @@ class EvalPrompt:
     scene: tuple[int, int] | None = None  # (seed, index) of the held-out shapes scene it comes from
 
 
-def truth(
-    prompt: EvalPrompt, frames: int, fps: int, resolution: tuple[int, int], chunk_starts: Sequence[int]
-) -> dict | None:
-    """The metrics of the true video of a held-out prompt's scene (``frames`` long, its segments spread
-    as the schedule's), scored like a stream: what a perfect model reaches, each metric's ceiling.
-    None for a schedule of one's own."""
+def true_video(
+    prompt: EvalPrompt, frames: int, fps: int, resolution: tuple[int, int]
+) -> tuple[np.ndarray, list[Segment]] | None:
+    """The true video [T, H, W, 3] in [-1, 1] of a held-out prompt's scene (``frames`` long, its segments
+    spread as the schedule's) and its segments; None for a schedule of one's own."""
     if prompt.scene is None:
         return None
     seed, index = prompt.scene
@@ -54,10 +55,49 @@ def truth(
     item = scenes[index]
     if tuple(item["captions"]) != tuple(text for _, text in prompt.schedule):
         raise AssertionError(f"held-out scene {prompt.scene} no longer matches its prompt schedule")
-    video = ((item["video"] + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
     starts = [int(start) for start in item["segment_starts"]]
-    segments = [Segment(start, *ask) for start, ask in zip(starts, prompt.asks, strict=True)]
-    return evaluate(video, fps, segments, chunk_starts)
+    return item["video"], [Segment(start, *ask) for start, ask in zip(starts, prompt.asks, strict=True)]
+
+
+def to_uint8(video: np.ndarray) -> np.ndarray:
+    """Frames in [-1, 1] as uint8, as a stream's frames are."""
+    return ((np.asarray(video) + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
+
+
+def through_autoencoder(autoencoder: Autoencoder, video: np.ndarray, chunk_latents: int = 8) -> np.ndarray:
+    """``video`` [T, H, W, 3] in [-1, 1] encoded and decoded by ``autoencoder`` chunk by chunk (its
+    streaming encoder and decoder, ``chunk_latents`` latent frames a chunk; the last frame repeated to
+    fill the last chunk, then cut): the frames a perfect transformer on its latents would stream."""
+    t = autoencoder.cfg.temporal_compression
+    first = 1 + t * (chunk_latents - 1)
+    later = t * chunk_latents
+    total = first + later * max(0, math.ceil((len(video) - first) / later))
+    padded = np.concatenate([video, np.repeat(video[-1:], total - len(video), axis=0)])[None]
+    encoder, decoder = autoencoder.streaming_encoder(), autoencoder.streaming_decoder()
+    out, start = [], 0
+    while start < total:
+        size = first if start == 0 else later
+        latents = encoder.step(jnp.asarray(padded[:, start : start + size]))
+        out.append(np.asarray(decoder.step(latents))[0])
+        start += size
+    return np.concatenate(out)[: len(video)]
+
+
+def truth(
+    prompt: EvalPrompt, frames: int, fps: int, resolution: tuple[int, int], chunk_starts: Sequence[int],
+    autoencoder: Autoencoder | None = None,
+) -> dict | None:  # fmt: skip
+    """The metrics of the true video of a held-out prompt's scene (``frames`` long), scored like a
+    stream: what a perfect model reaches, each metric's ceiling; with ``autoencoder``, those of the same
+    video encoded and decoded by it: what a perfect model on its latents reaches. None for a schedule of
+    one's own."""
+    true = true_video(prompt, frames, fps, resolution)
+    if true is None:
+        return None
+    video, segments = true
+    if autoencoder is not None:
+        video = through_autoencoder(autoencoder, video)
+    return evaluate(to_uint8(video), fps, segments, chunk_starts)
 
 
 def heldout_prompts(count: int, seconds: float, segments: int = 3, seed: int = 0) -> list[EvalPrompt]:
@@ -117,8 +157,10 @@ def prompts_from_schedule(name: str, schedule: Sequence[tuple[float, str]]) -> E
 def stream_and_score(
     model: StreamModel, prompt: EvalPrompt, seconds: float, scheme: Scheme | None, cfg_scale: float | None,
     seed: int, startup: StartUp = (None, None),
-) -> tuple[dict, np.ndarray]:  # fmt: skip
-    """Streams one schedule for ``seconds``; its metrics and the frames [T, H, W, 3] uint8."""
+) -> tuple[dict, dict[str, np.ndarray]]:  # fmt: skip
+    """Streams one schedule for ``seconds``; its metrics and frames [T, H, W, 3] uint8: the stream's
+    (``model``) and, for a held-out scene, its true video's (``truth``) and the same through the model's
+    autoencoder (``autoencoder``), each scored too (``truth`` and ``autoencoder`` in the metrics)."""
     began = time.perf_counter()
     streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, cfg_scale=cfg_scale, seed=seed,
                         schedule=prompt.schedule, startup_micro_steps=startup[0],
@@ -148,8 +190,16 @@ def stream_and_score(
     scores["seconds_per_chunk"] = float(np.median(np.diff(times))) if len(times) > 1 else math.nan
     scores["startup_seconds"] = times[0] - began
     scores["startup_forward_passes"] = streamer.startup_forward_passes
-    scores["truth"] = truth(prompt, len(video), streamer.fps, model.cfg.data.resolution, starts)
-    return scores, video
+    videos = {"model": video}
+    scores["truth"] = scores["autoencoder"] = None
+    true = true_video(prompt, len(video), streamer.fps, model.cfg.data.resolution)
+    if true is not None:  # the ceilings: the true video, and the same through the model's autoencoder
+        true_frames, true_segments = true
+        videos["autoencoder"] = to_uint8(through_autoencoder(model.autoencoder, true_frames))
+        videos["truth"] = to_uint8(true_frames)
+        for key in ("truth", "autoencoder"):
+            scores[key] = evaluate(videos[key], streamer.fps, true_segments, starts)
+    return scores, videos
 
 
 def run_eval(
@@ -167,8 +217,11 @@ def run_eval(
     """Streams and scores every prompt; writes eval.json (which records the decoder that made the
     frames), eval.md and PNG plots into ``out_dir``, and each stream as ``<name>.mp4`` into
     ``video_dir`` when given. Held-out prompts are also scored on their scenes' true videos
-    (``truth_summary``): the metrics' ceilings. ``startup`` is the start-up's (micro-steps, CFG scale),
-    each None for the checkpoint's ``rollout`` settings."""
+    (``truth_summary``): the metrics' ceilings; and on the same true videos encoded and decoded by the
+    model's autoencoder (``autoencoder_summary``): the ceilings its latent space sets. Both are written
+    beside the stream (``<name>.truth.mp4``, ``<name>.autoencoder.mp4``) and shown under it in
+    strips.png. ``startup`` is the start-up's (micro-steps, CFG scale), each None for the checkpoint's
+    ``rollout`` settings."""
     from tqdm import tqdm
 
     from streamdit_jax.stream.video import VideoSink
@@ -177,28 +230,37 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     results, strips = {}, {}
     for prompt in tqdm(prompts, desc="eval streams", disable=not progress, dynamic_ncols=True):
-        results[prompt.name], video = stream_and_score(
+        results[prompt.name], videos = stream_and_score(
             model, prompt, seconds, scheme, cfg_scale, seed, startup
         )
-        strips[prompt.name] = video[np.linspace(0, len(video) - 1, 8).round().astype(int)]
-        if video_dir is not None:
-            with VideoSink(model.cfg.data.fps, workpath(video_dir) / f"{prompt.name}.mp4") as sink:
+        shown = np.linspace(0, len(videos["model"]) - 1, 8).round().astype(int)
+        strips[prompt.name] = [video[shown] for video in videos.values()]
+        for kind, video in videos.items() if video_dir is not None else ():
+            suffix = "" if kind == "model" else f".{kind}"
+            with VideoSink(model.cfg.data.fps, workpath(video_dir) / f"{prompt.name}{suffix}.mp4") as sink:
                 for frame in video:
                     sink.write(frame)
     summary = summarise(results)
-    truths = {name: r["truth"] for name, r in results.items() if r["truth"] is not None}
-    truth_summary = summarise(truths) if truths else None
+    truth_summary, autoencoder_summary = _summary_of(results, "truth"), _summary_of(results, "autoencoder")
     report = {
         "summary": summary,
         "truth_summary": truth_summary,
+        "autoencoder_summary": autoencoder_summary,
+        "autoencoder": model.cfg.autoencoder.kind,
         "seconds": seconds,
         **model.decoder_record(),  # what made the frames
         "streams": results,
     }
     (out / "eval.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
-    (out / "eval.md").write_text(markdown(summary, results, truth_summary))
+    (out / "eval.md").write_text(markdown(summary, results, truth_summary, autoencoder_summary))
     plot(results, strips, out)
     return report
+
+
+def _summary_of(results: dict[str, dict], key: str) -> dict[str, float] | None:
+    """The summary of every stream's ``key`` scores (the true videos', ...); None where none has them."""
+    found = {name: r[key] for name, r in results.items() if r[key] is not None}
+    return summarise(found) if found else None
 
 
 def summarise(results: dict[str, dict]) -> dict[str, float]:
@@ -233,16 +295,19 @@ def summarise(results: dict[str, dict]) -> dict[str, float]:
 
 
 def markdown(
-    summary: dict[str, float], results: dict[str, dict], truth_summary: dict[str, float] | None = None
+    summary: dict[str, float],
+    results: dict[str, dict],
+    truth_summary: dict[str, float] | None = None,
+    autoencoder_summary: dict[str, float] | None = None,
 ) -> str:
-    """The summary (beside the true videos' scores of the same schedules, when known) and a row per
-    stream."""
-    if truth_summary is None:
-        lines = ["| metric | value |", "|---|---|"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in summary.items()]
-    else:
-        lines = ["| metric | model | true videos |", "|---|---|---|"]
-        lines += [f"| {k} | {v:.3f} | {truth_summary[k]:.3f} |" for k, v in summary.items()]
+    """The summary beside, when known, the scores of the same schedules' true videos encoded and decoded
+    by the autoencoder and of the true videos themselves; and a row per stream."""
+    columns = [("model", summary), ("through the autoencoder", autoencoder_summary),
+               ("true videos", truth_summary)]  # fmt: skip
+    columns = [(name, values) for name, values in columns if values is not None]
+    header = "| metric | " + " | ".join(name for name, _ in columns) + " |"
+    lines = [header, "|---" * (1 + len(columns)) + "|"]
+    lines += [f"| {k} | " + " | ".join(f"{values[k]:.3f}" for _, values in columns) + " |" for k in summary]
     lines += [
         "",
         "| stream | colour | shape | motion | identity | drift (adh.) | seam ratio |",
@@ -257,8 +322,10 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: epath.Path) -> None:
-    """adherence.png (colour adherence per segment), seams.png (ratio per boundary), strips.png."""
+def plot(results: dict[str, dict], strips: dict[str, list[np.ndarray]], out: epath.Path) -> None:
+    """adherence.png (colour adherence per segment), seams.png (ratio per boundary), strips.png (8 frames
+    of each stream, over the same frames of its true video through the autoencoder and of the true
+    video, where known)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -283,7 +350,7 @@ def plot(results: dict[str, dict], strips: dict[str, np.ndarray], out: epath.Pat
     plt.close(fig)
     from PIL import Image
 
-    rows = [np.concatenate(list(strip), axis=1) for strip in strips.values()]
+    rows = [np.concatenate(list(frames), axis=1) for strip in strips.values() for frames in strip]
     strip = Image.fromarray(np.concatenate(rows, axis=0))
     write_with(out / "strips.png", lambda f: strip.save(f, format="PNG"))
 

@@ -84,6 +84,11 @@ class StreamDiT(nnx.Module):
         self.text_embed = ConditionMLP(
             cfg.text_width, d, axes.TEXT_EMBED, _gelu_tanh, dtype=dtype, param_dtype=param_dtype, rngs=rngs
         )
+        # The prompt's mean token state into the time embedding (float32, as time), when asked for.
+        self.pooled_text_embed = nnx.data(
+            ConditionMLP(cfg.text_width, d, axes.TEXT_EMBED, jax.nn.silu, dtype=f32, param_dtype=param_dtype,
+                         rngs=rngs) if cfg.pooled_text else None
+        )  # fmt: skip
 
         @nnx.split_rngs(splits=cfg.num_layers)
         @nnx.vmap(in_axes=(0,), out_axes=0, transform_metadata={nnx.PARTITION_NAME: axes.LAYERS})
@@ -114,6 +119,10 @@ class StreamDiT(nnx.Module):
 
         t = timestep_embedding(TIME_SCALE * sigma, cfg.freq_dim)  # [B, F, freq]
         temb = self.time_embed(t)  # [B, F, D]
+        if self.pooled_text_embed is not None:
+            weights = text_mask.astype(jnp.float32)[:, :, None]
+            pooled = jnp.sum(text.astype(jnp.float32) * weights, 1) / jnp.maximum(jnp.sum(weights, 1), 1.0)
+            temb = temb + self.pooled_text_embed(pooled)[:, None, :]  # [B, 1, D]: every frame
         mod = self.time_proj(jax.nn.silu(temb))  # [B, F, 6, D]
         context = constrain(self.text_embed(text), (axes.BATCH, axes.ACT_LENGTH, axes.ACT_EMBED))
 

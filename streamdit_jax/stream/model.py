@@ -1,9 +1,10 @@
-"""StreamModel: what a stream restores from a checkpoint (config, transformer on a mesh, VAE, text encoder).
+"""StreamModel: what a stream restores from a checkpoint (config, transformer on a mesh, autoencoder, text
+encoder).
 
 Shared by the CLI's ``stream`` and ``eval``, the studio server and the benchmarks. Restoring for
-inference reads the run config, the transformer's parameters, the VAE checkpoint named by ``data.vae``
-and, with ``decoder="tiny"``, the tiny decoder distilled from that VAE; it builds no training object
-(no task, optimizer or dataset).
+inference reads the run config, the transformer's parameters, the autoencoder checkpoint named by
+``data.vae`` and, with ``decoder="tiny"``, the tiny decoder distilled from it; it builds no training
+object (no task, optimizer or dataset).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from streamdit_jax import checkpoint as ckpt
-from streamdit_jax.autoencoder import VideoVAE, restore_matching_vae
+from streamdit_jax.autoencoder import Autoencoder, restore_matching_autoencoder
 from streamdit_jax.autoencoder.tiny import TinyDecoder, restore_tiny_decoder
 from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import Config, ConfigError, MeshConfig
@@ -43,27 +44,28 @@ def check_decoder(decoder: str, tiny_decoder: str | Path | None) -> None:
         raise ConfigError(f"--tiny-decoder {tiny_decoder} came with the full decoder. Fix: --decoder tiny")
 
 
-def stream_vae(cfg: Config) -> VideoVAE:
-    """The VAE checkpoint of ``data.vae``, checked against the preset's autoencoder."""
+def stream_autoencoder(cfg: Config) -> Autoencoder:
+    """The autoencoder checkpoint of ``data.vae``, checked against the preset's autoencoder."""
     if not cfg.data.vae:
         raise ConfigError(
-            "config field 'data.vae' is empty: a stream decodes with the VAE its model's latents came "
-            "from. Fix: pass --vae DIR (the `streamdit train-vae` checkpoint)"
+            "config field 'data.vae' is empty: a stream decodes with the autoencoder its model's latents "
+            "came from. Fix: pass --vae DIR (the `streamdit train-vae` checkpoint)"
         )
-    return restore_matching_vae(cfg.data.vae, cfg.autoencoder)
+    return restore_matching_autoencoder(cfg.data.vae, cfg.autoencoder)
 
 
 @dataclasses.dataclass
 class StreamModel:
-    """Everything a stream needs: the run's config, the transformer on its mesh, the VAE, the text encoder
-    and, when frames are made by it, the tiny decoder (``tiny_decoder``; None: the VAE's decoder).
+    """Everything a stream needs: the run's config, the transformer on its mesh, the autoencoder, the text
+    encoder and, when frames are made by it, the tiny decoder (``tiny_decoder``; None: the autoencoder's
+    own decoder).
 
     Its compiled rollouts are shared by every Streamer of the model (one compilation per scheme)."""
 
     cfg: Config
     graphdef: nnx.GraphDef
     params: nnx.State
-    vae: VideoVAE
+    autoencoder: Autoencoder
     text_encoder: TextEncoder
     mesh: Mesh
     tiny_decoder: TinyDecoder | None = None
@@ -81,7 +83,7 @@ class StreamModel:
 
     def streaming_decoder(self):
         """A fresh streaming decoder of the decoder that makes the frames (``step(latents) -> frames``)."""
-        source = self.vae if self.tiny_decoder is None else self.tiny_decoder
+        source = self.autoencoder if self.tiny_decoder is None else self.tiny_decoder
         return source.streaming_decoder()
 
     def rollout(self, scheme: Scheme, startup_micro_steps: int | None = None) -> Rollout:
@@ -150,8 +152,8 @@ class StreamModel:
                 f"mesh {tuple(mesh_shape)} needs {size} devices, {jax.device_count()} are present. Fix: "
                 "choose a smaller --mesh"
             )
-        vae_model = stream_vae(config)
-        tiny = None if decoder == "full" else restore_tiny_decoder(tiny_decoder, vae_model, config.data.vae)
+        autoencoder = stream_autoencoder(config)
+        tiny = None if decoder == "full" else restore_tiny_decoder(tiny_decoder, autoencoder, config.data.vae)
         mesh = make_mesh(MeshConfig(shape=tuple(mesh_shape), rules=config.mesh.rules), jax.devices()[:size])
         shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
         _, graphdef, params = restore_params(
@@ -159,4 +161,4 @@ class StreamModel:
         )
         text_encoder = build_encoder(config.text)
         path = str(workpath(tiny_decoder)) if tiny else ""
-        return cls(config, graphdef, params, vae_model, text_encoder, mesh, tiny, path)
+        return cls(config, graphdef, params, autoencoder, text_encoder, mesh, tiny, path)

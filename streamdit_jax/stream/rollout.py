@@ -27,8 +27,7 @@ import jax.numpy as jnp
 from flax import nnx
 from jax.sharding import Mesh
 
-from streamdit_jax.flow import Scheme, add_noise, euler, guided
-from streamdit_jax.model import apply
+from streamdit_jax.flow import Scheme, add_noise, euler, guided, model_velocity
 from streamdit_jax.sharding import DEFAULT_RULES, use_mesh
 
 
@@ -114,7 +113,7 @@ class Rollout:
         """``(latents, sigma) -> velocity`` of the model under ``cond`` (guided when it has a scale)."""
 
         def model_fn(latents, sigma, text, mask):
-            return apply(self.graphdef, params, latents, sigma, text, mask).astype(jnp.float32)
+            return model_velocity(nnx.merge(self.graphdef, params))(latents, sigma, text, mask)
 
         if cond.scale is None:
             return lambda latents, sigma: model_fn(latents, sigma, cond.text, cond.text_mask)

@@ -289,7 +289,7 @@ class Streamer:
         """Video frames emitted before the chunk of stream step ``step`` (the causal VAE makes the very
         first latent frame one video frame, every later one 4)."""
         latents = self.scheme.reference + step * self.scheme.chunk_frames
-        return 0 if latents == 0 else 1 + self.model.vae.cfg.temporal_compression * (latents - 1)
+        return 0 if latents == 0 else 1 + self.model.autoencoder.cfg.temporal_compression * (latents - 1)
 
     def latent_chunks(self) -> Iterator[jax.Array]:
         """The run's clean latent chunks [1, n, h, w, C]: with K > 0 first the K reference frames of the
@@ -346,14 +346,14 @@ class Streamer:
         self._follow_schedule()
         initial = None
         if self.input is not None:
-            needed = 1 + self.model.vae.cfg.temporal_compression * (self.scheme.frames - 1)
+            needed = 1 + self.model.autoencoder.cfg.temporal_compression * (self.scheme.frames - 1)
             first = self.input.take(needed)
             if len(first) < needed:
                 raise ConfigError(
                     f"input video {self.input.path} has {len(first)} frames at {self.fps} fps; the first "
                     f"buffer needs {needed}. Fix: give a longer video"
                 )
-            self._encoder = self.model.vae.streaming_encoder()
+            self._encoder = self.model.autoencoder.streaming_encoder()
             initial = self._put(self._encoder.step(jnp.asarray(first[None])))
             self._input_latents = self.scheme.frames  # latent frames of the input read so far
         strength = 1.0 if self.input is None else self.strength
@@ -365,8 +365,8 @@ class Streamer:
     def _next_input(self, previous: jax.Array | None) -> jax.Array | None:
         """The input's next clean latent chunk; after the input ends, its last chunk again until every
         input frame has left the buffer, then None (the stream ends)."""
-        frames = self.input.take(self.model.vae.cfg.temporal_compression * self.scheme.chunk_frames)
-        if len(frames) == self.model.vae.cfg.temporal_compression * self.scheme.chunk_frames:
+        frames = self.input.take(self.model.autoencoder.cfg.temporal_compression * self.scheme.chunk_frames)
+        if len(frames) == self.model.autoencoder.cfg.temporal_compression * self.scheme.chunk_frames:
             self._input_latents += self.scheme.chunk_frames
             return self._put(self._encoder.step(jnp.asarray(frames[None])))
         emitted = self.scheme.reference + self.steps * self.scheme.chunk_frames

@@ -161,7 +161,7 @@ class Studio:
             "decoder": self.model.decoder,
             "resolution": list(cfg.data.resolution),
             "fps": cfg.data.fps,
-            "frames_per_chunk": self.model.vae.cfg.temporal_compression * cfg.scheme[2],
+            "frames_per_chunk": self.model.autoencoder.cfg.temporal_compression * cfg.scheme[2],
             "scheme": list(cfg.scheme),
             "cfg_scale": cfg.rollout.cfg_scale,
             "micro_steps_choices": list(self.micro_steps),

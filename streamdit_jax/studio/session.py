@@ -212,7 +212,7 @@ class Session:
         self._uploads += 1
         path = self.dir / f"upload-{self._uploads}.video"  # the server's name: nothing the page sends
         path.write_bytes(data)
-        needed = 1 + self.model.vae.cfg.temporal_compression * (self.streamer.scheme.frames - 1)
+        needed = 1 + self.model.autoencoder.cfg.temporal_compression * (self.streamer.scheme.frames - 1)
         try:
             video = await asyncio.to_thread(InputVideo, path, self.model.cfg)
             have = len(await asyncio.to_thread(video.take, needed))
@@ -340,7 +340,7 @@ class Session:
         """Frames the model makes per second of its own time (DiT step and decoding of a chunk)."""
         if not self._gen_times or self.streamer is None:
             return None
-        frames = self.model.vae.cfg.temporal_compression * self.streamer.scheme.chunk_frames
+        frames = self.model.autoencoder.cfg.temporal_compression * self.streamer.scheme.chunk_frames
         return frames / statistics.median(self._gen_times)
 
     def delivered_fps(self) -> float | None:

@@ -11,7 +11,7 @@ from flax import nnx
 
 from streamdit_jax.config import Config
 from streamdit_jax.data.training import ExampleSource
-from streamdit_jax.flow import Mixture, buffered_loss, loss_by_level
+from streamdit_jax.flow import Mixture, buffered_loss, loss_by_level, model_velocity
 from streamdit_jax.model import StreamDiT
 from streamdit_jax.sharding import axes
 from streamdit_jax.text import TextEncoder
@@ -68,14 +68,18 @@ class FlowTask(LatentBatches):
 
     @staticmethod
     def _velocity(model: StreamDiT, batch: dict):
-        return lambda latents, sigma: model(latents, sigma, batch["text"], batch["text_mask"])
+        velocity = model_velocity(model)
+        return lambda latents, sigma: velocity(latents, sigma, batch["text"], batch["text_mask"])
 
     def loss(self, model: StreamDiT, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
-        return buffered_loss(self._velocity(model, batch), batch["latents"], key, self.mixture)
+        velocity = self._velocity(model, batch)
+        return buffered_loss(velocity, batch["latents"], key, self.mixture, model.cfg.prediction)
 
     def evaluate(self, model: StreamDiT, batch: dict) -> dict[str, jax.Array]:
         key = jax.random.key(0)  # the same noise at every evaluation
-        velocity = self._velocity(model, batch)
-        loss, _ = buffered_loss(velocity, batch["latents"], key, self.eval_mixture)
-        levels = loss_by_level(velocity, batch["latents"], jax.random.fold_in(key, 1), self.mixture.reference)
+        velocity, prediction = self._velocity(model, batch), model.cfg.prediction
+        loss, _ = buffered_loss(velocity, batch["latents"], key, self.eval_mixture, prediction)
+        levels = loss_by_level(
+            velocity, batch["latents"], jax.random.fold_in(key, 1), self.mixture.reference, prediction
+        )
         return {"loss": loss, **levels}

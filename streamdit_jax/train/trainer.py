@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from typing import Any, Protocol
 
@@ -104,7 +104,8 @@ class Trainer:
     ``initial`` (the model's nnx.Param state, e.g. a teacher's weights) starts a new run from those
     weights instead of a fresh init. ``frozen`` is a pytree of arrays on the mesh (e.g. a teacher's
     parameters) handed to ``task.loss(model, batch, key, frozen)`` and ``task.evaluate(model, batch,
-    frozen)`` inside the jitted steps: not trained, not donated, not checkpointed.
+    frozen)`` inside the jitted steps: not trained, not donated, not checkpointed. ``on_log(step,
+    values)`` is called with every logged set of training metrics (``step_s`` among them).
     """
 
     def __init__(
@@ -123,9 +124,10 @@ class Trainer:
         progress: bool = True,
         initial: nnx.State | None = None,
         frozen: Any = None,
+        on_log: Callable[[int, dict[str, float]], None] | None = None,
     ):
         self._set_up_program(task, train_cfg, opt_cfg, mesh, rules, section, frozen)
-        self.initial = initial
+        self.initial, self.on_log = initial, on_log
         self.workdir = workpath(workdir)
         self.run_config, self.seed, self.progress = run_config, seed, progress
         self.is_main = jax.process_index() == 0
@@ -490,6 +492,8 @@ class Trainer:
                         last_time, last_step = now, step
                         summary["train"] = values
                         self._log(writer, bar, step, values, "train")
+                        if self.on_log is not None:
+                            self.on_log(step, values)
                     if step % self.cfg.eval_every == 0 or step == self.cfg.steps:
                         summary["eval"] = self.evaluate()
                         self._log(writer, bar, step, summary["eval"], "eval")
