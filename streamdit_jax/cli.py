@@ -116,7 +116,7 @@ def cmd_demo(args: argparse.Namespace, overrides: Sequence[str]) -> None:
                 "  eval.json    scores of every stream (eval.md: the same as tables; adherence.png, "
                 "seams.png, strips.png)",
                 "  report.png   training curves, frames per prompt, adherence, summary vs targets",
-                f"  vae/ teacher/ student/  checkpoints (stream the student, one forward pass per chunk: "
+                f"  autoencoder/ teacher/ student/  checkpoints (stream the student, one pass a chunk: "
                 f"streamdit stream --checkpoint {paths.student} --prompt '...')",
             ]
         )

@@ -177,7 +177,10 @@ class AutoencoderConfig:
       ``latent_channels`` = t·s²·3 channels, normalised per channel; its inverse is exact.
     - ``patch_mlp``: the patch kind's cells of ``patch`` = (t, s), each encoded into ``latent_channels``
       values and decoded back by MLPs shared by all cells (``base_dim`` hidden units, ``num_res_blocks``
-      hidden layers).
+      hidden layers). ``linear_encoder``: the encoder is one affine map instead, so that latents average
+      as the pixels do (a mean of latents is the latents of the mean video). ``decoder_reach`` r: the
+      decoder also reads the cells up to r away in height and width (a (2r + 1)² neighbourhood, zeros
+      beyond the frame), so that it can smooth inconsistent neighbours.
     """
 
     kind: str = "vae"
@@ -186,6 +189,8 @@ class AutoencoderConfig:
     num_res_blocks: int = 2
     temporal_downsample: tuple[bool, ...] = (False, True, True)
     patch: tuple[int, int] = (4, 8)  # patch kind: (frames, pixels) of one latent cell
+    linear_encoder: bool = False  # patch_mlp: an affine encoder
+    decoder_reach: int = 0  # patch_mlp: neighbouring cells the decoder reads on each side
     latent_channels: int = 16
     dtype: str = "float32"
 
@@ -221,6 +226,10 @@ class AutoencoderConfig:
                 f"{len(self.temporal_downsample)} flags for {len(self.dim_mult) - 1} downsampling stages",
                 f"give one bool per stage after the first ({len(self.dim_mult) - 1})",
             )
+        for name in ("linear_encoder", "decoder_reach"):
+            if getattr(self, name) and self.kind != "patch_mlp":
+                _fail(f"autoencoder.{name}", f"the {self.kind} kind has no such option", "use kind patch_mlp")
+        _check_range("autoencoder.decoder_reach", self.decoder_reach, 0)
         if self.dtype not in ("float32", "bfloat16", "float16"):
             _fail("autoencoder.dtype", f"unknown dtype {self.dtype!r}", "use float32, bfloat16 or float16")
         if self.kind == "tiny" and list(self.temporal_downsample) != sorted(self.temporal_downsample)[::-1]:
@@ -450,7 +459,9 @@ class VAETrainConfig(TrainConfig):
     percent of the pixels, get up to 1 + w, so that a short run learns them instead of the background.
     ``crop`` (height, width) trains on crops around an object (the VAE is convolutional); (0, 0) keeps
     whole frames. ``edge_weight`` adds that much weight where the target's saturation changes from one
-    pixel to the next (objects' edges, which a blurred reconstruction loses first).
+    pixel to the next (objects' edges, which a blurred reconstruction loses first). ``latent_noise``
+    trains the decoder on latents perturbed by that many standard deviations of each channel (the VAE's
+    on top of its posterior sample), so that it decodes a transformer's imperfect latents gracefully.
 
     ``context`` serves long videos. A causal VAE trained only on clips of ``frames`` frames breaks down
     beyond them: every frame it trained on had the zero padding of a fresh stream in its causal history,
@@ -468,6 +479,7 @@ class VAETrainConfig(TrainConfig):
     reconstruction: str = "mse"
     object_weight: float = 0.0
     edge_weight: float = 0.0
+    latent_noise: float = 0.0
     crop: tuple[int, int] = (0, 0)
 
     @property
@@ -482,6 +494,7 @@ class VAETrainConfig(TrainConfig):
         _check_range("vae_train.kl_weight", self.kl_weight, 0.0)
         _check_range("vae_train.object_weight", self.object_weight, 0.0)
         _check_range("vae_train.edge_weight", self.edge_weight, 0.0)
+        _check_range("vae_train.latent_noise", self.latent_noise, 0.0)
         if len(self.crop) != 2 or min(self.crop) < 0:
             _fail("vae_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
         if self.reconstruction not in ("mse", "l1"):

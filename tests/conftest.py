@@ -148,8 +148,8 @@ def tiny_latents(shelf, tiny_vae, minilm) -> Path:
 
 @pytest.fixture
 def tiny_demo(shelf) -> Path:
-    """The work dir of the shortened demo (TINY_DEMO): vae, latents, teacher, student, eval; its printed
-    output in ``demo.log``. Read it; copy it before changing anything."""
+    """The work dir of the shortened demo (TINY_DEMO): autoencoder, latents, teacher, student, eval; its
+    printed output in ``demo.log``. Read it; copy it before changing anything."""
 
     def build(folder: Path) -> None:
         import contextlib

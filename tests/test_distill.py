@@ -161,7 +161,7 @@ def test_distill_cli_student_streams_one_pass_per_chunk(tiny_demo, tmp_path, cap
     student = tmp_path / "student"
     args = ["distill", "--teacher", str(tiny_demo / "teacher"), "--workdir", str(student), *TINY_DEMO,
             "--config.data.source=latents", f"--config.data.path={tiny_demo / 'latents'}",
-            "--config.data.heldout=1", f"--config.data.vae={tiny_demo / 'vae'}"]  # fmt: skip
+            "--config.data.heldout=1", f"--config.data.vae={tiny_demo / 'autoencoder'}"]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "teacher (K, N, c, s) = (0, 4, 2, 2) with CFG 3 -> student (0, 4, 2, 1)" in printed

@@ -94,6 +94,7 @@ def test_true_videos_score_near_perfect(streams):
         assert scores["consistency"]["size_stability"] >= 0.95
         assert scores["drift_points"]["adherence"] <= 10 and scores["drift_points"]["consistency"] <= 5
         assert 0.7 <= scores["seam_ratio"] <= 1.3
+        assert scores["objects_per_frame"] == 1.0  # single-object scenes, no spurious colour
 
 
 def test_corrupted_videos_score_as_they_should(streams):
@@ -109,6 +110,16 @@ def test_corrupted_videos_score_as_they_should(streams):
         faded[len(video) * 2 // 3 :] = video[len(video) * 2 // 3 :].mean(axis=-1, keepdims=True)  # gray
         drift = evaluate(faded, FPS, segments, chunks)["drift_points"]
         assert drift["presence"] > 50 and drift["adherence"] > 50
+        # coloured 4x4 fragments of random hues scattered over the frames (what a transformer made of a
+        # latent space it could not model, docs/evaluation.md) are many objects a frame
+        rng = np.random.default_rng(0)
+        mosaic = video.copy()
+        t, y, x = (rng.integers(0, n, 40 * len(video)) for n in (len(video), 16, 16))
+        colours = rng.integers(0, 256, (len(t), 3)).astype(np.uint8)
+        colours[np.arange(len(t)), rng.integers(0, 3, len(t))] = 0  # saturated: one channel off
+        for frame, row, col, colour in zip(t, 4 * y, 4 * x, colours, strict=True):
+            mosaic[frame, row : row + 4, col : col + 4] = colour
+        assert evaluate(mosaic, FPS, segments, chunks)["objects_per_frame"] >= 3
     # reversed time within segments reverses straight motion
     moving = [(v, s) for v, s in videos if all(MOTIONS[x.motion] not in ("still", "bouncing") for x in s)]
     assert moving

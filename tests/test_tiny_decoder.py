@@ -52,7 +52,7 @@ def _xla_flops(fn, *args) -> float:
     return jax.jit(fn).lower(*args).cost_analysis()["flops"]
 
 
-@pytest.mark.parametrize("preset", ["small", "streamdit_4b"])
+@pytest.mark.parametrize("preset", ["small:ae=vae", "streamdit_4b"])
 def test_flop_count_matches_xla_and_is_a_tenth_of_the_vae_decoder(preset):
     """Steady-state chunks of 2 latent frames (8 video frames) at the preset's latent size; weights are
     never allocated (abstract shapes only)."""

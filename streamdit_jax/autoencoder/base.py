@@ -48,6 +48,17 @@ class Autoencoder(Protocol):
     def streaming_decoder(self) -> ChunkStream: ...
 
 
+def perturbed(latents: jax.Array, noise: float, key: jax.Array | None) -> jax.Array:
+    """``latents`` plus Gaussian noise of ``noise`` times each channel's standard deviation over the batch
+    (held constant for the gradient): a decoder trained on these decodes a transformer's imperfect latents
+    to nearly the same frames, whatever scale the encoder gives its channels. Unchanged for ``key`` None
+    or ``noise`` 0."""
+    if key is None or not noise:
+        return latents
+    scale = jax.lax.stop_gradient(jnp.std(latents, axis=tuple(range(latents.ndim - 1))))
+    return latents + noise * scale * jax.random.normal(key, latents.shape, latents.dtype)
+
+
 class LatentStatistic(nnx.Variable):
     """Per-channel latent mean/std: part of the model's state, never trained by the optimizer."""
 
@@ -79,12 +90,13 @@ class LatentAutoencoder(nnx.Module):
         raise NotImplementedError
 
     def training_reconstruction(
-        self, video: jax.Array, caches: tuple[Cache, Cache], key: jax.Array | None
+        self, video: jax.Array, caches: tuple[Cache, Cache], key: jax.Array | None, latent_noise: float = 0.0
     ) -> tuple[jax.Array, jax.Array, tuple[Cache, Cache]]:
         """(unclamped reconstruction, regulariser, (encoder, decoder) caches) of one training chunk; the
-        regulariser is 0 unless the kind has one (the VAE's KL). ``key`` None: deterministic."""
-        del key
+        regulariser is 0 unless the kind has one (the VAE's KL). The decoder reads the latents perturbed
+        by ``latent_noise`` (:func:`perturbed`). ``key`` None: deterministic, unperturbed."""
         latents, encoder_cache = self.encode_raw(video, caches[0])
+        latents = perturbed(latents, latent_noise, key)
         reconstruction, decoder_cache = self.decode_raw(latents, caches[1])
         return reconstruction, jnp.zeros((), jnp.float32), (encoder_cache, decoder_cache)
 

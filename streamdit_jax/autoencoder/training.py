@@ -94,7 +94,7 @@ class AutoencoderTask:
         for i, part in enumerate(parts):
             context = i == 1  # no sampling, no loss, no gradients
             reconstruction, regulariser, caches = model.training_reconstruction(
-                part, caches, None if context else jax.random.fold_in(key, i)
+                part, caches, None if context else jax.random.fold_in(key, i), cfg.latent_noise
             )
             if context:
                 caches = jax.lax.stop_gradient(caches)

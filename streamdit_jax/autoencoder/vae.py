@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from streamdit_jax.autoencoder.base import LatentAutoencoder
+from streamdit_jax.autoencoder.base import LatentAutoencoder, perturbed
 from streamdit_jax.autoencoder.layers import AttentionBlock, Cache, Conv, Resample, ResidualBlock, RMSNorm
 from streamdit_jax.autoencoder.registry import register_autoencoder
 from streamdit_jax.config import AutoencoderConfig
@@ -149,6 +149,11 @@ class VideoVAE(LatentAutoencoder):
         mean, logvar = jnp.split(h, 2, axis=-1)
         return mean, jnp.clip(logvar, -30.0, 20.0), cache
 
+    def sample(self, video: jax.Array, key: jax.Array) -> jax.Array:
+        """Normalised latents of ``video`` drawn from the posterior (``encode`` gives its mean)."""
+        mean, logvar = self.posterior(video)
+        return self.normalize(mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape))
+
     def encode_raw(self, video: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         """The posterior mean of one chunk (raw) and the encoder's cache."""
         mean, _, cache = self.posterior_chunk(video, cache)
@@ -159,11 +164,13 @@ class VideoVAE(LatentAutoencoder):
         x, _ = self.post_quant_conv(latents)
         return self.decoder(x, cache)
 
-    def training_reconstruction(self, video, caches, key):
-        """Decodes a posterior sample (the mean when ``key`` is None); the regulariser is the KL per
-        latent element against a unit Gaussian."""
+    def training_reconstruction(self, video, caches, key, latent_noise=0.0):
+        """Decodes a posterior sample (the mean when ``key`` is None), perturbed as the base's; the
+        regulariser is the KL per latent element against a unit Gaussian."""
         mean, logvar, encoder_cache = self.posterior_chunk(video, caches[0])
         sample = mean if key is None else mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+        if key is not None:
+            sample = perturbed(sample, latent_noise, jax.random.fold_in(key, 1))
         reconstruction, decoder_cache = self.decode_raw(sample, caches[1])
         kl = 0.5 * jnp.mean(jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
         return reconstruction, kl, (encoder_cache, decoder_cache)

@@ -5,6 +5,9 @@ asked for) and the frames where decoded chunks begin. All scores are in [0, 1] u
 
 - presence: frames in which any object is seen (shapes leave the frame at one edge and come back at
   the other, so even true videos score below 1);
+- objects per frame: of the frames with an object, how many objects (colours) the detector finds: 1 for
+  the held-out single-object scenes, more for a stream that scatters coloured fragments (which can keep
+  the prompt's colour dominant and so pass colour adherence);
 - adherence, per segment: ``colour`` (of the frames with an object, those whose dominant object has the
   prompt's colour), ``shape`` (of those frames with the object clear of the border, the detected shape is
   the prompt's), ``motion`` (windows of ``MOTION_WINDOW`` seconds whose estimated motion is the prompt's);
@@ -201,8 +204,10 @@ def evaluate(
         }
     seam, per_boundary = seam_ratios(frames, chunk_starts)
     summary = {k: _nanmean([s[k] for s in per_segment]) for k in ("colour", "shape", "motion")}
+    counts = det.present.sum(axis=1)
     return {
         "presence": float((det.dominant() >= 0).mean()),
+        "objects_per_frame": float(counts[counts > 0].mean()) if counts.any() else math.nan,
         "adherence": summary,
         "adherence_per_segment": per_segment,
         "consistency": consistency(det, segments),

@@ -281,6 +281,7 @@ def summarise(results: dict[str, dict]) -> dict[str, float]:
         "identity": mean(x["consistency"]["identity"] for x in r),
         "size_stability": mean(x["consistency"]["size_stability"] for x in r),
         "presence": mean(x["presence"] for x in r),
+        "objects_per_frame": mean(x.get("objects_per_frame", math.nan) for x in r),
         "drift_adherence_points": mean(x["drift_points"]["adherence"] for x in r),
         "drift_consistency_points": mean(x["drift_points"]["consistency"] for x in r),
         "seam_ratio": mean(x["seam_ratio"] for x in r),
