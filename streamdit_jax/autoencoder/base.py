@@ -107,6 +107,19 @@ class LatentAutoencoder(nnx.Module):
 
     # -- shared ---------------------------------------------------------------------------------------
 
+    def whole_latent_frames(self, video: jax.Array, cache: Cache) -> jax.Array:
+        """A chunk's frames as whole latent frames of t: a stream's first chunk (``cache`` None) has its
+        first frame repeated to fill the causal first latent frame alone; any other length is an error."""
+        t = self.cfg.temporal_compression
+        if cache is None:
+            video = jnp.concatenate([jnp.repeat(video[:, :1], t - 1, axis=1), video], axis=1)
+        if video.shape[1] % t:
+            raise ValueError(
+                f"a chunk of {video.shape[1]} frames does not fill whole latent frames of {t} (the first "
+                f"chunk of a stream takes 1 + {t}k frames, later ones {t}k)"
+            )
+        return video
+
     def latent_frames(self, video_frames: int) -> int:
         """Latent frames for a video of ``video_frames`` frames (which must be 1 + k * compression)."""
         step = self.cfg.temporal_compression

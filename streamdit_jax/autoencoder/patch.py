@@ -22,7 +22,19 @@ from streamdit_jax.autoencoder.base import Cache, LatentAutoencoder
 from streamdit_jax.autoencoder.registry import register_autoencoder
 from streamdit_jax.config import AutoencoderConfig
 
-_STARTED = ()  # the cache after a stream's first chunk: nothing to carry, only "not the first chunk"
+STARTED = ()  # the cache after a stream's first chunk: nothing to carry, only "not the first chunk"
+
+
+def to_cells(video: jax.Array, patch: tuple[int, int]) -> jax.Array:
+    """[B, F·t, H, W, 3] -> [B, F, H/s, W/s, t·s²·3] for ``patch`` (t, s): space-to-depth."""
+    t, s = patch
+    return einops.rearrange(video, "b (f t) (h p) (w q) c -> b f h w (t p q c)", t=t, p=s, q=s)
+
+
+def from_cells(cells: jax.Array, patch: tuple[int, int]) -> jax.Array:
+    """The inverse of :func:`to_cells`."""
+    t, s = patch
+    return einops.rearrange(cells, "b f h w (t p q c) -> b (f t) (h p) (w q) c", t=t, p=s, q=s)
 
 
 @register_autoencoder("patch")
@@ -37,20 +49,11 @@ class PatchAutoencoder(LatentAutoencoder):
         self.init_statistics()
 
     def encode_raw(self, video: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
-        t, s = self.cfg.patch
-        if cache is None:  # the causal first frame fills its latent cell alone
-            video = jnp.concatenate([jnp.repeat(video[:, :1], t - 1, axis=1), video], axis=1)
-        if video.shape[1] % t:
-            raise ValueError(
-                f"a chunk of {video.shape[1]} frames does not fill whole latent frames of {t} (the first "
-                f"chunk of a stream takes 1 + {t}k frames, later ones {t}k)"
-            )
-        latents = einops.rearrange(video, "b (f t) (h p) (w q) c -> b f h w (t p q c)", t=t, p=s, q=s)
-        return latents.astype(jnp.float32), _STARTED
+        return to_cells(self.whole_latent_frames(video, cache), self.cfg.patch).astype(jnp.float32), STARTED
 
     def decode_raw(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
-        t, s = self.cfg.patch
-        video = einops.rearrange(latents, "b f h w (t p q c) -> b (f t) (h p) (w q) c", t=t, p=s, q=s)
+        t = self.cfg.patch[0]
+        video = from_cells(latents, self.cfg.patch)
         if cache is None:  # the first latent cell holds the first frame t times
             video = jnp.concatenate([jnp.mean(video[:, :t], axis=1, keepdims=True), video[:, t:]], axis=1)
-        return video, _STARTED
+        return video, STARTED

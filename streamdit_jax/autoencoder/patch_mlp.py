@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import itertools
 
-import einops
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from streamdit_jax.autoencoder.base import Cache, LatentAutoencoder
+from streamdit_jax.autoencoder.patch import STARTED, from_cells, to_cells
 from streamdit_jax.autoencoder.registry import register_autoencoder
 from streamdit_jax.config import AutoencoderConfig
-
-_STARTED = ()  # the cache after a stream's first chunk: nothing to carry, only "not the first chunk"
 
 
 class MLP(nnx.Module):
@@ -75,26 +73,17 @@ class PatchMLPAutoencoder(LatentAutoencoder):
         self.init_statistics()
 
     def encode_raw(self, video: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
-        t, s = self.cfg.patch
-        if cache is None:  # the causal first frame fills its latent cell alone
-            video = jnp.concatenate([jnp.repeat(video[:, :1], t - 1, axis=1), video], axis=1)
-        if video.shape[1] % t:
-            raise ValueError(
-                f"a chunk of {video.shape[1]} frames does not fill whole latent frames of {t} (the first "
-                f"chunk of a stream takes 1 + {t}k frames, later ones {t}k)"
-            )
-        cells = einops.rearrange(video, "b (f t) (h p) (w q) c -> b f h w (t p q c)", t=t, p=s, q=s)
-        return self.encoder(cells), _STARTED
+        return self.encoder(to_cells(self.whole_latent_frames(video, cache), self.cfg.patch)), STARTED
 
     def decode_raw(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         """Frames of one chunk of raw latents; ``cache`` is the previous chunk's last latent frame (None on
         a stream's first chunk)."""
-        t, s = self.cfg.patch
+        t = self.cfg.patch[0]
         previous = jnp.zeros_like(latents[:, :1]) if cache is None else cache
         earlier = jnp.concatenate([previous, latents[:, :-1]], axis=1)
         read = _neighbourhood(jnp.concatenate([latents, earlier], axis=-1), self.cfg.decoder_reach)
         cells = jnp.tanh(self.decoder(read))
-        video = einops.rearrange(cells, "b f h w (t p q c) -> b (f t) (h p) (w q) c", t=t, p=s, q=s)
+        video = from_cells(cells, self.cfg.patch)
         if cache is None:  # the first latent cell holds the first frame: the mean of its t decoded copies
             video = jnp.concatenate([jnp.mean(video[:, :t], axis=1, keepdims=True), video[:, t:]], axis=1)
         return video, latents[:, -1:]

@@ -80,15 +80,7 @@ class TinyAutoencoder(LatentAutoencoder):
         self.init_statistics()
 
     def encode_raw(self, video: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
-        t = self.cfg.temporal_compression
-        if cache is None:  # the causal first frame fills its latent cell alone
-            video = jnp.concatenate([jnp.repeat(video[:, :1], t - 1, axis=1), video], axis=1)
-        if video.shape[1] % t:
-            raise ValueError(
-                f"a chunk of {video.shape[1]} frames does not fill whole latent frames of {t} (the first "
-                f"chunk of a stream takes 1 + {t}k frames, later ones {t}k)"
-            )
-        return self.encoder(video, cache)
+        return self.encoder(self.whole_latent_frames(video, cache), cache)
 
     def decode_raw(self, latents: jax.Array, cache: Cache = None) -> tuple[jax.Array, Cache]:
         return self.decoder.decode_chunk(latents, cache)
