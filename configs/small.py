@@ -70,7 +70,7 @@ def get_config(arg=None):
     c.buffer.chunk_weights = (1.0, 1.0, 1.0, 1.0)
     c.rollout.chunk_frames = 2
     c.rollout.micro_steps = 4
-    c.rollout.cfg_scale = 3.0
+    c.rollout.guidance = 3.0
     # Noise levels drawn towards high noise within each chunk's range (Wan's shift), where the model must
     # decide what the video shows (the ablation in docs/evaluation.md).
     c.buffer.level_density = "shifted"

@@ -34,7 +34,7 @@ def get_config(arg=None):
     # The paper's teacher scheme (K=0, c=2, N=8, s=16 with CFG); 'distilled' is the student's s=1.
     c.rollout.chunk_frames = 2
     c.rollout.micro_steps = 1 if arg.distilled else 16
-    c.rollout.cfg_scale = 1.0 if arg.distilled else 5.0
+    c.rollout.guidance = 1.0 if arg.distilled else 5.0
     c.optimizer.learning_rate = 1e-4
     c.optimizer.warmup_steps = 1000
     c.mesh.shape = (1, -1, 1, 1)

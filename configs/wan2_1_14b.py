@@ -30,6 +30,6 @@ def get_config(arg=None):
     c.buffer.chunk_weights = (1.0, 1.0, 1.0, 1.0, 1.0)
     c.rollout.chunk_frames = 2
     c.rollout.micro_steps = 16
-    c.rollout.cfg_scale = 5.0
+    c.rollout.guidance = 5.0
     c.mesh.shape = (1, -1, 1, 1)
     return c

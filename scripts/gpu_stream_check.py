@@ -54,7 +54,7 @@ def tiny_chunks():
     model = tiny_model()
     out = {}
     for name, scheme, scale in [("k0", Scheme(0, 4, 2, 1), 1.0), ("k2cfg", Scheme(2, 3, 2, 2), 3.0)]:
-        streamer = Streamer(model, "a red circle", scheme=scheme, cfg_scale=scale, seed=1)
+        streamer = Streamer(model, "a red circle", scheme=scheme, guidance=scale, seed=1)
         stream = streamer.latent_chunks()
         chunks = [np.asarray(next(stream)) for _ in range(4)]
         streamer.set_prompt("a blue square")
@@ -75,7 +75,7 @@ def timing(out_dir, preset="streamdit_4b:distilled"):
     model = StreamModel(cfg, graphdef, params, vae, RandomText(4096, 512), single_device_mesh())
     results = {}
     for mode in ["latents", "decoded"]:
-        streamer = Streamer(model, "a red circle", scheme=Scheme(0, 8, 2, 1), cfg_scale=1.0)
+        streamer = Streamer(model, "a red circle", scheme=Scheme(0, 8, 2, 1), guidance=1.0)
         start = time.perf_counter()
         stamps = []
         if mode == "latents":

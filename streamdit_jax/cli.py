@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import ConfigError
@@ -302,7 +303,7 @@ def cmd_distill(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     teacher, student = (dataclasses.astuple(s) for s in schemes(cfg))
     _print(
         f"distilling {args.teacher} on {jax.device_count()} {jax.devices()[0].platform} devices, mesh "
-        f"{dict(mesh.shape)}: teacher (K, N, c, s) = {teacher} with CFG {cfg.distill.cfg_scale:g} -> "
+        f"{dict(mesh.shape)}: teacher (K, N, c, s) = {teacher} with CFG {cfg.distill.guidance:g} -> "
         f"student {student} without guidance"
     )
     with distill_trainer(cfg, args.teacher, args.workdir, mesh, resume=args.resume) as trainer:
@@ -451,15 +452,15 @@ def cmd_stream(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     video = InputVideo(args.input_video, cfg) if args.input_video else None
     model = _stream_model(args, cfg)
     streamer = Streamer(
-        model, args.prompt or "", scheme=scheme, cfg_scale=args.cfg, seed=args.seed, schedule=schedule,
+        model, args.prompt or "", scheme=scheme, guidance=args.guidance, seed=args.seed, schedule=schedule,
         input_video=video, strength=args.strength, startup_micro_steps=args.startup_steps,
-        startup_cfg_scale=args.startup_cfg,
+        startup_guidance=args.startup_guidance,
     )  # fmt: skip
     wanted = None if args.seconds is None else round(args.seconds * streamer.fps)
     mode = "video-to-video" if video else "text-to-video"
     print(
         f"streaming {mode} from {args.checkpoint}: scheme (K, N, c, s) = {dataclasses.astuple(scheme)}, "
-        f"cfg {streamer.cfg_scale:g}, {'x'.join(map(str, cfg.data.resolution))} at {streamer.fps} fps",
+        f"cfg {streamer.guidance:g}, {'x'.join(map(str, cfg.data.resolution))} at {streamer.fps} fps",
         flush=True,
     )
     start = time.perf_counter()
@@ -530,7 +531,7 @@ def cmd_serve(args: argparse.Namespace, overrides: Sequence[str]) -> None:
     cfg, scheme = _stream_config(args, overrides)
     model = _stream_model(args, cfg)
     print(f"compiling the stream of {args.checkpoint}, scheme {dataclasses.astuple(scheme)} ...", flush=True)
-    seconds = warm_up(model, scheme, cfg_scales=(cfg.rollout.cfg_scale,))
+    seconds = warm_up(model, scheme, guidances=(cfg.rollout.guidance,))
     print(f"compiled in {seconds:.1f} s", flush=True)
     studio = Studio(model, options)
     print(
@@ -562,9 +563,18 @@ def cmd_eval(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         flush=True,
     )
     videos = out / "streams" if args.videos else None
-    startup = (args.startup_steps, args.startup_cfg)
+    startup = (args.startup_steps, args.startup_guidance)
     report = run_eval(
-        model, prompts, args.seconds, out, scheme, args.cfg, args.seed, videos, progress=True, startup=startup
+        model,
+        prompts,
+        args.seconds,
+        out,
+        scheme,
+        args.guidance,
+        args.seed,
+        videos,
+        progress=True,
+        startup=startup,
     )
     for key, value in report["summary"].items():
         print(f"  {key}: {value:.3f}")
@@ -591,7 +601,14 @@ def cmd_bench(args: argparse.Namespace, overrides: Sequence[str]) -> None:
 
         scheme = Scheme.parse(args.scheme) if args.scheme else None
         result = bench_rollout(
-            cfg, scheme, args.cfg, args.steps, args.warmup, modes or MODES, args.peak_tflops, args.decoder
+            cfg,
+            scheme,
+            args.guidance,
+            args.steps,
+            args.warmup,
+            modes or MODES,
+            args.peak_tflops,
+            args.decoder,
         )
     elif args.kind == "train":
         from streamdit_jax.bench import bench_train
@@ -701,12 +718,31 @@ def cmd_plan(args: argparse.Namespace, overrides: Sequence[str]) -> None:
         workpath(args.json).write_text(json.dumps(report, indent=2) + "\n")
 
 
+class _DeprecatedAlias(argparse.Action):
+    """Stores the value; an option string in ``old`` prints a one-line note naming its new name."""
+
+    def __init__(self, *args: Any, old: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.old = tuple(old)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: str | None = None) -> None:
+        if option_string in self.old:
+            print(f"note: {option_string} is deprecated and goes in the next release; use "
+                  f"{self.option_strings[0]}", file=sys.stderr)  # fmt: skip
+        setattr(namespace, self.dest, values)
+
+
+def _add_guidance_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """``--guidance`` (classifier-free guidance scale); ``--cfg`` its deprecated alias for one release."""
+    p.add_argument("--guidance", "--cfg", type=float, action=_DeprecatedAlias, old=("--cfg",), help=help)
+
+
 def _add_stream_args(p: argparse.ArgumentParser) -> None:
     """The checkpoint and rollout arguments that ``stream`` and ``eval`` share."""
     p.add_argument("--checkpoint", required=True, help="a train or distill work dir, or any DiT checkpoint")
     p.add_argument("--config", help="the checkpoint's preset (default: the run config saved with it)")
     p.add_argument("--scheme", help="K,N,c,s (default: the config's buffer and rollout)")
-    p.add_argument("--cfg", type=float, help="guidance scale (default: rollout.cfg_scale; 1 = off)")
+    _add_guidance_arg(p, "guidance scale (default: rollout.guidance; 1 = off)")
     p.add_argument(
         "--startup-steps",
         type=int,
@@ -714,9 +750,9 @@ def _add_stream_args(p: argparse.ArgumentParser) -> None:
         "rollout.startup_micro_steps, else the scheme's s)",
     )
     p.add_argument(
-        "--startup-cfg",
+        "--startup-guidance",
         type=float,
-        help="the first buffer's guidance scale (default: rollout.startup_cfg_scale, else --cfg)",
+        help="the first buffer's guidance scale (default: rollout.startup_guidance, else --guidance)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--vae", help="VAE checkpoint (default: the config's data.vae)")
@@ -856,7 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--resolution", help="video HEIGHTxWIDTH (default: the preset's data.resolution)")
     p.add_argument("--scheme", help="rollout: K,N,c,s (default: the config's buffer and rollout)")
-    p.add_argument("--cfg", type=float, help="rollout: guidance scale (default: rollout.cfg_scale)")
+    _add_guidance_arg(p, "rollout: guidance scale (default: rollout.guidance)")
     p.add_argument(
         "--modes", help="rollout: latents,decoded (default both); peer: forward,train (default both)"
     )

@@ -16,6 +16,7 @@ import math
 import os
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -334,14 +335,14 @@ class RolloutConfig:
 
     The start-up (the first buffer's uniform-mode text-to-video denoise, N·s' Euler steps, once per
     stream) may take more micro-steps and another guidance scale than the steady state:
-    ``startup_micro_steps`` (s'; None: s) and ``startup_cfg_scale`` (None: ``cfg_scale``).
+    ``startup_micro_steps`` (s'; None: s) and ``startup_guidance`` (None: ``guidance``).
     """
 
     chunk_frames: int = 2  # c
     micro_steps: int = 1  # s
-    cfg_scale: float = 1.0  # 1.0 disables classifier-free guidance
+    guidance: float = 1.0  # 1.0 disables classifier-free guidance
     startup_micro_steps: int | None = None
-    startup_cfg_scale: float | None = None
+    startup_guidance: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -550,7 +551,7 @@ class DistillConfig(TrainConfig):
     ``distill_optimizer``.
 
     The teacher runs chunks of ``chunk_frames`` (K = 0, N = buffer.frames / c) with
-    ``teacher_micro_steps`` Euler micro-steps of classifier-free guidance at ``cfg_scale`` per segment;
+    ``teacher_micro_steps`` Euler micro-steps of classifier-free guidance at ``guidance`` per segment;
     the student, initialised from it, learns to take every chunk across its segment in one step without
     guidance. Training buffers are the data noised to the segment starts; for ``rollout_share`` of each
     batch, the buffer the teacher's own stream holds one step later (its chunks advanced by the teacher,
@@ -561,14 +562,14 @@ class DistillConfig(TrainConfig):
 
     chunk_frames: int = 2
     teacher_micro_steps: int = 16
-    cfg_scale: float = 3.0
+    guidance: float = 3.0
     rollout_share: float = 0.5
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_range("distill.chunk_frames", self.chunk_frames, 1)
         _check_range("distill.teacher_micro_steps", self.teacher_micro_steps, 1)
-        _check_range("distill.cfg_scale", self.cfg_scale, 0.0)
+        _check_range("distill.guidance", self.guidance, 0.0)
         _check_range("distill.rollout_share", self.rollout_share, 0.0, 1.0)
         if self.init:
             _fail(
@@ -805,11 +806,11 @@ def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
             f"use one of {_divisors(n)}",
         )
     _check_range("rollout.micro_steps", rollout.micro_steps, 1)
-    _check_range("rollout.cfg_scale", rollout.cfg_scale, 0.0)
+    _check_range("rollout.guidance", rollout.guidance, 0.0)
     if rollout.startup_micro_steps is not None:
         _check_range("rollout.startup_micro_steps", rollout.startup_micro_steps, 1)
-    if rollout.startup_cfg_scale is not None:
-        _check_range("rollout.startup_cfg_scale", rollout.startup_cfg_scale, 0.0)
+    if rollout.startup_guidance is not None:
+        _check_range("rollout.startup_guidance", rollout.startup_guidance, 0.0)
 
 
 def _validate_grid(cfg: Config) -> None:
@@ -917,11 +918,31 @@ def _unknown(path: str, key: str, known: Sequence[str]) -> typing.NoReturn:
     raise ConfigError(f"config field '{path}{key}': unknown field. Fix: {hint}")
 
 
+# Fields renamed since an earlier release: old dotted name -> new. Saved configs and overrides that use
+# an old name still load, with a note; a release after the one that announced it drops the entry.
+RENAMED_FIELDS = {
+    "rollout.cfg_scale": "rollout.guidance",
+    "rollout.startup_cfg_scale": "rollout.startup_guidance",
+    "distill.cfg_scale": "distill.guidance",
+}
+
+
+def _current_name(dotted: str) -> str:
+    """``dotted``, or its new name (with a deprecation note) when it is a renamed field's old one."""
+    if dotted not in RENAMED_FIELDS:
+        return dotted
+    new = RENAMED_FIELDS[dotted]
+    warnings.warn(f"config field '{dotted}' is now '{new}'; the old name goes in the next release",
+                  FutureWarning, stacklevel=3)  # fmt: skip
+    return new
+
+
 def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
     """Builds dataclass ``cls`` from a nested mapping, rejecting unknown fields."""
     types_ = _field_types(cls)
     kwargs = {}
-    for key, value in data.items():
+    for old, value in data.items():
+        key = _current_name(f"{path}{old}").removeprefix(path)
         if key not in types_:
             _unknown(path, key, list(types_))
         tp = types_[key]
@@ -1018,6 +1039,7 @@ def apply_overrides(cd: ml_collections.ConfigDict, overrides: Sequence[str]) -> 
     cd = ml_collections.ConfigDict(cd.to_dict())
     for text in overrides:
         key, value = parse_override(text)
+        key = _current_name(key)
         *parents, leaf = key.split(".")
         node, path = cd, ""
         for part in parents:

@@ -46,8 +46,8 @@ def test_flops_scale_with_what_they_count():
     deeper = dataclasses.replace(cfg.model, num_layers=4)
     per_block = forward_flops(deeper, cfg.latent_grid, cfg.text.max_length) - one
     assert 0 < per_block < one  # two more blocks cost less than the whole two-block model
-    assert rollout_step_flops(cfg, Scheme(0, 4, 2, 3), cfg_scale=2.0) == 6 * one  # s = 3, doubled by CFG
-    assert rollout_step_flops(cfg, Scheme(0, 4, 2, 1), cfg_scale=1.0) == one
+    assert rollout_step_flops(cfg, Scheme(0, 4, 2, 3), guidance=2.0) == 6 * one  # s = 3, doubled by CFG
+    assert rollout_step_flops(cfg, Scheme(0, 4, 2, 1), guidance=1.0) == one
     assert train_step_flops(cfg) == 3 * cfg.train.batch_size * one
     full = dataclasses.replace(cfg.model, window=None)  # whole-grid windows: more attention work
     assert forward_flops(full, cfg.latent_grid, cfg.text.max_length) > one
@@ -67,7 +67,7 @@ def test_rollout_bench_json_has_every_field(tmp_path, capsys):
     cfg = with_resolution(load("tiny"), "64x128")
     assert result["resolution"] == [64, 128] and result["latent_grid"] == [8, 8, 16]
     assert result["device"].startswith("CPU (") and result["platform"] == "cpu"
-    assert result["flops_per_step"] == rollout_step_flops(cfg, Scheme(*cfg.scheme), cfg_scale=2.0)
+    assert result["flops_per_step"] == rollout_step_flops(cfg, Scheme(*cfg.scheme), guidance=2.0)
     assert result["forward_passes_per_step"] == 2 * cfg.rollout.micro_steps  # guided: a doubled batch
     assert result["peak_gib"] > 0 and result["peak_flops"] > 0 and result["cold_first_frame_s"] > 0
     assert set(result["modes"]) == {"latents", "decoded"}

@@ -1,11 +1,12 @@
 """Presets, overrides, variants, and every validation error with the message it must show."""
 
+import dataclasses
 import math
 
 import pytest
 
 from streamdit_jax import config as config_lib
-from streamdit_jax.config import ConfigError, load
+from streamdit_jax.config import Config, ConfigError, from_dict, load
 from streamdit_jax.model import abstract_model, count_params
 
 PRESETS = ["tiny", "small", "wan2_1_1_3b", "streamdit_4b", "wan2_1_14b"]
@@ -96,7 +97,7 @@ INVALID = [
     (["buffer.level_shift=-2.0"], "buffer.level_shift", "use a value > 0.0"),
     (["buffer.level_mean=1e999"], "buffer.level_mean", "finite mean"),
     (["rollout.startup_micro_steps=0"], "rollout.startup_micro_steps", "use a value >= 1"),
-    (["rollout.startup_cfg_scale=-1.0"], "rollout.startup_cfg_scale", "use a value >= 0.0"),
+    (["rollout.startup_guidance=-1.0"], "rollout.startup_guidance", "use a value >= 0.0"),
 ]  # fmt: skip
 
 
@@ -157,3 +158,14 @@ def test_the_papers_fine_tuning_stages_are_presets(preset):
     assert load(f"{preset},stage=2", num_devices=8).optimizer.warmup_steps == 0
     with pytest.raises(ConfigError, match="has stages"):
         load(f"{preset},stage=4", num_devices=8)
+
+
+def test_renamed_fields_load_under_their_old_names_with_a_note():
+    """`cfg_scale` became `guidance`: old overrides and old checkpoints' saved configs still load."""
+    with pytest.warns(FutureWarning, match="'rollout.cfg_scale' is now 'rollout.guidance'"):
+        cfg = load("tiny", ["rollout.cfg_scale=2.5"], num_devices=1)
+    assert cfg.rollout.guidance == 2.5
+    saved = dataclasses.asdict(cfg)
+    saved["distill"]["cfg_scale"] = saved["distill"].pop("guidance") + 1.0
+    with pytest.warns(FutureWarning, match="'distill.cfg_scale' is now 'distill.guidance'"):
+        assert from_dict(Config, saved).distill.guidance == cfg.distill.guidance + 1.0

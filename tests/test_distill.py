@@ -59,7 +59,7 @@ def reference_targets(u_all, u_rollout, latents, noise, fresh, n, c, s, rollouts
 
 @pytest.fixture(scope="module")
 def teacher():
-    cfg = load("tiny", ["distill.cfg_scale=2.5", "distill.rollout_share=0.5"], num_devices=1)
+    cfg = load("tiny", ["distill.guidance=2.5", "distill.rollout_share=0.5"], num_devices=1)
     graphdef, params = init_params(cfg.model, jax.random.key(0))
     return cfg, graphdef, randomize(params, scale=0.05)
 
@@ -106,9 +106,9 @@ def test_schemes_and_the_student_config():
     teacher, student = schemes(cfg)
     assert dataclasses.astuple(teacher) == (0, 4, 2, 16) and dataclasses.astuple(student) == (0, 4, 2, 1)
     streamed = student_config(cfg)
-    assert streamed.scheme == (0, 4, 2, 1) and streamed.rollout.cfg_scale == 1.0
+    assert streamed.scheme == (0, 4, 2, 1) and streamed.rollout.guidance == 1.0
     # The start-up, once per stream, is the teacher's: 16 micro-steps per position at CFG 3.
-    assert (streamed.rollout.startup_micro_steps, streamed.rollout.startup_cfg_scale) == (16, 3.0)
+    assert (streamed.rollout.startup_micro_steps, streamed.rollout.startup_guidance) == (16, 3.0)
     with pytest.raises(ConfigError, match=r"distill\.chunk_frames"):
         load("tiny", ["distill.chunk_frames=3"])
 

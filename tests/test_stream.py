@@ -41,7 +41,7 @@ def model(random_tiny_model):
 _forward = jax.jit(apply, static_argnums=0)  # the model alone; the algorithm around it stays unjitted
 
 
-def _velocity(model, prompt, cfg_scale=1.0):
+def _velocity(model, prompt, guidance=1.0):
     """u(x, tau) in the paper's convention (tau = 1 is clean), as numpy: one model call (jitted), or the
     guided combination of two."""
     text, mask = model.text_encoder([prompt])
@@ -53,9 +53,9 @@ def _velocity(model, prompt, cfg_scale=1.0):
     def u(x, tau):
         sigma = jnp.asarray(1.0 - tau, jnp.float32)
         v = np.asarray(net(jnp.asarray(x), sigma, text, mask))
-        if cfg_scale != 1.0:
+        if guidance != 1.0:
             v_null = np.asarray(net(jnp.asarray(x), sigma, null_text, null_mask))
-            v = v_null + cfg_scale * (v - v_null)
+            v = v_null + guidance * (v - v_null)
         return -v  # the model predicts noise - data; the paper's u points to the data
 
     return u
@@ -119,7 +119,7 @@ def _take(iterator, count):
 
 
 @pytest.mark.parametrize(
-    "scheme, cfg_scale",
+    "scheme, guidance",
     [
         (Scheme(0, 4, 2, 1), 1.0),
         pytest.param(Scheme(0, 2, 4, 3), 1.0, marks=pytest.mark.slow),
@@ -128,11 +128,11 @@ def _take(iterator, count):
     ],
     ids=str,
 )
-def test_stream_equals_the_unjitted_reference(model, scheme, cfg_scale):
-    streamer = Streamer(model, A, scheme=scheme, cfg_scale=cfg_scale, seed=3)
+def test_stream_equals_the_unjitted_reference(model, scheme, guidance):
+    streamer = Streamer(model, A, scheme=scheme, guidance=guidance, seed=3)
     chunks = 4 + (scheme.reference > 0)
     got = _take(streamer.latent_chunks(), chunks)
-    u = _velocity(model, A, cfg_scale)
+    u = _velocity(model, A, guidance)
     want = reference_stream([u] * 5, scheme, streamer.latent_shape, seed=3, chunks=4)
     assert [g.shape[1] for g in got] == [w.shape[1] for w in want]
     for g, w in zip(got, want, strict=True):
@@ -145,7 +145,7 @@ def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_u
     """The start-up's own micro-steps and CFG scale (rollout.startup_*): the first buffer is the guided
     3-steps-per-position denoise, every later step one unguided pass."""
     scheme = Scheme(0, 4, 2, 1)
-    streamer = Streamer(model, A, scheme=scheme, cfg_scale=1.0, startup_micro_steps=3, startup_cfg_scale=3.0,
+    streamer = Streamer(model, A, scheme=scheme, guidance=1.0, startup_micro_steps=3, startup_guidance=3.0,
                         seed=5)  # fmt: skip
     assert streamer.forward_passes_per_chunk == 1 and streamer.startup_forward_passes == 3 * 3 * 2
     got = _take(streamer.latent_chunks(), 3)
@@ -158,11 +158,11 @@ def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_u
     plain = _take(Streamer(model, A, scheme=scheme, seed=5).latent_chunks(), 1)[0]
     assert np.abs(plain - got[0]).max() > 0.01  # the start-up settings change the stream
     cfg = dataclasses.replace(model.cfg, rollout=dataclasses.replace(model.cfg.rollout, startup_micro_steps=3,
-                                                                     startup_cfg_scale=3.0))  # fmt: skip
-    from_config = Streamer(dataclasses.replace(model, cfg=cfg), A, scheme=scheme, cfg_scale=1.0, seed=5)
+                                                                     startup_guidance=3.0))  # fmt: skip
+    from_config = Streamer(dataclasses.replace(model, cfg=cfg), A, scheme=scheme, guidance=1.0, seed=5)
     np.testing.assert_allclose(_take(from_config.latent_chunks(), 1)[0], got[0], atol=ATOL)
     for bad, message in (({"startup_micro_steps": 0}, "start-up micro-steps 0"),
-                         ({"startup_cfg_scale": -2.0}, "start-up cfg scale -2.0 is negative")):  # fmt: skip
+                         ({"startup_guidance": -2.0}, "start-up cfg scale -2.0 is negative")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             Streamer(model, A, scheme=scheme, **bad)
 
@@ -331,7 +331,7 @@ def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
     decoder threads' malloc arenas, in steps) and the live device arrays do not grow (one array leaked
     per 62 chunks would pass the margin of 16); each jitted function was traced once."""
     page = os.sysconf("SC_PAGE_SIZE")
-    streamer = Streamer(model, A, cfg_scale=1.0)  # CFG would double the step's batch, not its state
+    streamer = Streamer(model, A, guidance=1.0)  # CFG would double the step's batch, not its state
     rss, arrays = {"mid": [], "late": []}, {"mid": [], "late": []}
     gc.collect()
     # The arrays of earlier tests (fixtures, other streamers) are held here and not counted, so that

@@ -169,7 +169,7 @@ def test_bad_input_gets_its_message_and_the_session_goes_on(model, tmp_path):
             await tab.until(lambda: tab.frames, what="a frame")
             upload = f"{url}/upload/{ready['session']}"
             bad = [{"type": "launch"}, {"type": "prompt", "text": 5}, {"type": "prompt", "text": "  "},
-                   {"type": "cfg", "scale": -1}, {"type": "micro_steps", "value": 7}]  # fmt: skip
+                   {"type": "guidance", "scale": -1}, {"type": "micro_steps", "value": 7}]  # fmt: skip
             for text in ["not json", "[1, 2]", *map(json.dumps, bad)]:
                 await tab.ws.send_str(text)
             await tab.ws.send_bytes(b"not an image")  # with the webcam off
@@ -239,7 +239,7 @@ def test_a_real_browser_sees_frames_and_steers_the_prompt(tiny_demo, tmp_path):
     # takes the docs' screenshot of the demo's student.
     checkpoint = Path(os.environ.get("STREAMDIT_STUDIO_CHECKPOINT") or tiny_demo / "student")
     model = StreamModel.restore(checkpoint)
-    warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))
+    warm_up(model, guidances=(model.cfg.rollout.guidance,))
     studio = Studio(model, StudioOptions(checkpoint=str(checkpoint)))
     errors: list[str] = []
     with serving(studio) as url, sync_playwright() as playwright:
@@ -304,7 +304,7 @@ def test_four_sessions_for_a_minute_stay_on_time_in_flat_memory(model):
                 await tab.close()
             return tabs, rss, began
 
-    warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))  # as `streamdit serve` does
+    warm_up(model, guidances=(model.cfg.rollout.guidance,))  # as `streamdit serve` does
     with serving(Studio(model, StudioOptions(max_sessions=4))) as url:
         tabs, rss, began = _run(scenario)
     report = {"rss_mib": rss, "tabs": []}
@@ -339,7 +339,7 @@ def test_inference_restore_builds_no_training_object_and_warm_up_compiles_all(ti
     for cls in (AutoencoderTask, ShapesDataset, Trainer):
         monkeypatch.setattr(cls, "__init__", forbidden)
     model = StreamModel.restore(tiny_demo / "student")
-    warm_up(model, cfg_scales=(model.cfg.rollout.cfg_scale,))
+    warm_up(model, guidances=(model.cfg.rollout.guidance,))
     jax.config.update("jax_log_compiles", True)
     try:
         with caplog.at_level(logging.DEBUG), Streamer(model, A, seed=4) as streamer:

@@ -68,9 +68,9 @@ def forward_flops(
     return batch * (embed + time + text + model.num_layers * block)
 
 
-def rollout_step_flops(cfg: Config, scheme: Scheme, cfg_scale: float) -> int:
+def rollout_step_flops(cfg: Config, scheme: Scheme, guidance: float) -> int:
     """FLOPs of one stream step: s micro-steps over the whole buffer, each doubled under guidance."""
-    passes = scheme.micro_steps * (1 if cfg_scale == 1.0 else 2)
+    passes = scheme.micro_steps * (1 if guidance == 1.0 else 2)
     grid = (scheme.frames, *cfg.latent_grid[1:])
     return passes * forward_flops(cfg.model, grid, cfg.text.max_length)
 

@@ -64,9 +64,9 @@ def _chunks(streamer: Streamer, mode: str):
         yield from streamer.chunks()
 
 
-def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, cfg_scale: float) -> float:
+def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, guidance: float) -> float:
     start = time.perf_counter()
-    streamer = Streamer(model, PROMPT, scheme=scheme, cfg_scale=cfg_scale)
+    streamer = Streamer(model, PROMPT, scheme=scheme, guidance=guidance)
     try:
         next(_chunks(streamer, mode))
         return time.perf_counter() - start
@@ -77,7 +77,7 @@ def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, cfg_scale: flo
 def bench_rollout(
     cfg: Config,
     scheme: Scheme | None = None,
-    cfg_scale: float | None = None,
+    guidance: float | None = None,
     steps: int = 30,
     warmup: int = 5,
     modes: tuple[str, ...] = MODES,
@@ -90,7 +90,7 @@ def bench_rollout(
     if unknown:
         raise ConfigError(f"unknown rollout modes {sorted(unknown)}. Fix: choose among {MODES}")
     scheme = scheme or Scheme(*cfg.scheme)
-    scale = cfg.rollout.cfg_scale if cfg_scale is None else float(cfg_scale)
+    scale = cfg.rollout.guidance if guidance is None else float(guidance)
     if steps < 1 or warmup < 0:
         raise ConfigError(f"--steps {steps} --warmup {warmup}: need at least one timed step and warmup >= 0")
     scheme.check_buffer(cfg.buffer.frames)
@@ -102,7 +102,7 @@ def bench_rollout(
     results: dict = {}
     cold_first_frame = None
     for mode in modes:
-        streamer = Streamer(model, PROMPT, scheme=scheme, cfg_scale=scale)
+        streamer = Streamer(model, PROMPT, scheme=scheme, guidance=scale)
         stamps = []
         for chunk_index, _ in enumerate(_chunks(streamer, mode)):
             stamps.append(time.perf_counter())
@@ -126,7 +126,7 @@ def bench_rollout(
         "resolution": list(cfg.data.resolution),
         "latent_grid": [scheme.frames, *cfg.latent_grid[1:]],
         "scheme": list(dataclasses.astuple(scheme)),
-        "cfg_scale": scale,
+        "guidance": scale,
         "dtype": cfg.model.dtype,
         "forward_passes_per_step": scheme.micro_steps * (1 if scale == 1.0 else 2),
         "video_frames_per_step": frames_per_chunk,

@@ -37,9 +37,9 @@ def student_config(cfg: Config) -> Config:
     rollout = RolloutConfig(
         chunk_frames=d.chunk_frames,
         micro_steps=1,
-        cfg_scale=1.0,
+        guidance=1.0,
         startup_micro_steps=d.teacher_micro_steps,
-        startup_cfg_scale=d.cfg_scale,
+        startup_guidance=d.guidance,
     )
     return dataclasses.replace(cfg, buffer=buffer, rollout=rollout)
 
@@ -83,7 +83,7 @@ class DistillTask(LatentBatches):
             teacher = nnx.merge(self.teacher_graphdef, frozen["teacher"])
             return model_velocity(teacher)(latents, sigma, text, mask)
 
-        scale = jnp.asarray(self.cfg.distill.cfg_scale, jnp.float32)
+        scale = jnp.asarray(self.cfg.distill.guidance, jnp.float32)
         return guided(model_fn, text, mask, frozen["null_text"], frozen["null_mask"], scale)
 
     def buffers_and_targets(self, batch: dict, key: jax.Array, frozen: dict) -> tuple[jax.Array, ...]:

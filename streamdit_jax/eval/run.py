@@ -155,16 +155,16 @@ def prompts_from_schedule(name: str, schedule: Sequence[tuple[float, str]]) -> E
 
 
 def stream_and_score(
-    model: StreamModel, prompt: EvalPrompt, seconds: float, scheme: Scheme | None, cfg_scale: float | None,
+    model: StreamModel, prompt: EvalPrompt, seconds: float, scheme: Scheme | None, guidance: float | None,
     seed: int, startup: StartUp = (None, None),
 ) -> tuple[dict, dict[str, np.ndarray]]:  # fmt: skip
     """Streams one schedule for ``seconds``; its metrics and frames [T, H, W, 3] uint8: the stream's
     (``model``) and, for a held-out scene, its true video's (``truth``) and the same through the model's
     autoencoder (``autoencoder``), each scored too (``truth`` and ``autoencoder`` in the metrics)."""
     began = time.perf_counter()
-    streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, cfg_scale=cfg_scale, seed=seed,
+    streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, guidance=guidance, seed=seed,
                         schedule=prompt.schedule, startup_micro_steps=startup[0],
-                        startup_cfg_scale=startup[1])  # fmt: skip
+                        startup_guidance=startup[1])  # fmt: skip
     wanted = round(seconds * streamer.fps)
     frames, starts, chunks, times = [], [], streamer.chunks(), []
     count = 0
@@ -208,7 +208,7 @@ def run_eval(
     seconds: float,
     out_dir: str | Path,
     scheme: Scheme | None = None,
-    cfg_scale: float | None = None,
+    guidance: float | None = None,
     seed: int = 0,
     video_dir: str | Path | None = None,
     progress: bool = False,
@@ -231,7 +231,7 @@ def run_eval(
     results, strips = {}, {}
     for prompt in tqdm(prompts, desc="eval streams", disable=not progress, dynamic_ncols=True):
         results[prompt.name], videos = stream_and_score(
-            model, prompt, seconds, scheme, cfg_scale, seed, startup
+            model, prompt, seconds, scheme, guidance, seed, startup
         )
         shown = np.linspace(0, len(videos["model"]) - 1, 8).round().astype(int)
         strips[prompt.name] = [video[shown] for video in videos.values()]

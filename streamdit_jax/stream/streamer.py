@@ -69,9 +69,9 @@ class PromptChange:
 class Streamer:
     """One stream of decoded frames (uint8 [H, W, 3]) of a :class:`StreamModel` or checkpoint directory.
 
-    ``scheme`` defaults to the config's rollout (K, N, c, s); ``cfg_scale`` to ``rollout.cfg_scale`` (1 =
+    ``scheme`` defaults to the config's rollout (K, N, c, s); ``guidance`` to ``rollout.guidance`` (1 =
     no guidance, one forward pass per micro-step; otherwise two, as one doubled batch).
-    ``startup_micro_steps`` and ``startup_cfg_scale`` (default: ``rollout``'s, else s and ``cfg_scale``)
+    ``startup_micro_steps`` and ``startup_guidance`` (default: ``rollout``'s, else s and ``guidance``)
     set the first buffer's denoise. ``schedule`` is a list of (seconds, prompt): an entry takes over at
     the step that emits the frame at its time, and a live :meth:`set_prompt` holds until the next entry.
     With ``input_video`` (a file or :class:`InputVideo`, or a :class:`LiveInput`) the stream is
@@ -94,9 +94,9 @@ class Streamer:
         prompt: str = "",
         *,
         scheme: Scheme | None = None,
-        cfg_scale: float | None = None,
+        guidance: float | None = None,
         startup_micro_steps: int | None = None,
-        startup_cfg_scale: float | None = None,
+        startup_guidance: float | None = None,
         seed: int = 0,
         schedule: Sequence[tuple[float, str]] = (),
         input_video: str | Path | InputVideo | LiveInput | None = None,
@@ -114,11 +114,11 @@ class Streamer:
         cfg = model.cfg if isinstance(model, StreamModel) else StreamModel.load_config(model, config)
         self.cfg = cfg
         self.scheme = self._checked_scheme(scheme or Scheme(*cfg.scheme))
-        self.cfg_scale = _checked_scale(cfg.rollout.cfg_scale if cfg_scale is None else cfg_scale)
-        if startup_cfg_scale is None:
-            startup_cfg_scale = cfg.rollout.startup_cfg_scale
-        self.startup_cfg_scale = _checked_scale(
-            self.cfg_scale if startup_cfg_scale is None else startup_cfg_scale, "start-up cfg scale"
+        self.guidance = _checked_scale(cfg.rollout.guidance if guidance is None else guidance)
+        if startup_guidance is None:
+            startup_guidance = cfg.rollout.startup_guidance
+        self.startup_guidance = _checked_scale(
+            self.guidance if startup_guidance is None else startup_guidance, "start-up cfg scale"
         )
         startup = startup_micro_steps
         if startup is None:
@@ -175,7 +175,7 @@ class Streamer:
 
     @property
     def guided(self) -> bool:
-        return self.cfg_scale != 1.0
+        return self.guidance != 1.0
 
     @property
     def forward_passes_per_chunk(self) -> int:
@@ -186,7 +186,7 @@ class Streamer:
     def startup_forward_passes(self) -> int:
         """Model evaluations of the first buffer: N·s' (twice with guidance), once per stream."""
         rounds = self.scheme.chunks if self.scheme.reference else self.scheme.chunks - 1
-        return rounds * self.startup_micro_steps * (2 if self.startup_cfg_scale != 1.0 else 1)
+        return rounds * self.startup_micro_steps * (2 if self.startup_guidance != 1.0 else 1)
 
     @property
     def prompt(self) -> str:
@@ -211,9 +211,9 @@ class Streamer:
         """A new run from a new first buffer (seed: this one, or ``seed``); the prompt stays."""
         self._send("restart", self.seed if seed is None else int(seed))
 
-    def set_cfg_scale(self, scale: float) -> None:
+    def set_guidance(self, scale: float) -> None:
         """Guidance of the following steps (the first switch between off and on compiles a program)."""
-        self._send("cfg", _checked_scale(scale))
+        self._send("guidance", _checked_scale(scale))
 
     def set_scheme(self, scheme: Scheme) -> None:
         """Restarts with ``scheme`` (e.g. other micro-steps); its rollout compiles once per model."""
@@ -247,8 +247,8 @@ class Streamer:
                 self._take_prompt(value, received)
             elif name == "pause":
                 self.paused = value
-            elif name == "cfg":
-                self.cfg_scale = value
+            elif name == "guidance":
+                self.guidance = value
                 self._cond = self._conditioning(*self._text, value)
             elif name == "restart":
                 self.seed, self._restart = value, True
@@ -265,7 +265,7 @@ class Streamer:
         if self.prompts and prompt == self.prompt:
             return
         self._text = self._encode(prompt)
-        self._cond = self._conditioning(*self._text, self.cfg_scale)
+        self._cond = self._conditioning(*self._text, self.guidance)
         self.prompts.append(PromptChange(len(self.prompts), prompt, self.runs, self.steps, received))
         self.prompt_log.append((self.steps, prompt))
 
@@ -358,7 +358,7 @@ class Streamer:
             self._input_latents = self.scheme.frames  # latent frames of the input read so far
         strength = 1.0 if self.input is None else self.strength
         key = self._put(jax.random.key(self.seed))
-        cond = self._conditioning(*self._text, self.startup_cfg_scale)
+        cond = self._conditioning(*self._text, self.startup_guidance)
         self._dispatched = time.perf_counter()
         return self.rollout.start(self.model.params, cond, key, self.latent_shape, initial, strength)
 
@@ -529,15 +529,15 @@ class Streamer:
 
 
 def warm_up(
-    model: StreamModel, scheme: Scheme | None = None, cfg_scales: Sequence[float] = (1.0,), chunks: int = 3
+    model: StreamModel, scheme: Scheme | None = None, guidances: Sequence[float] = (1.0,), chunks: int = 3
 ) -> float:
     """Compiles everything a stream of ``model`` under ``scheme`` runs (start-up, the step with each
-    guidance in ``cfg_scales``, the decoder's first and later chunks) by streaming ``chunks`` chunks of
+    guidance in ``guidances``, the decoder's first and later chunks) by streaming ``chunks`` chunks of
     each; the seconds it took. Afterwards a new stream compiles nothing (a server warms up before its
     first viewer)."""
     began = time.perf_counter()
-    for scale in dict.fromkeys(float(s) for s in cfg_scales):
-        with Streamer(model, "", scheme=scheme, cfg_scale=scale) as streamer:
+    for scale in dict.fromkeys(float(s) for s in guidances):
+        with Streamer(model, "", scheme=scheme, guidance=scale) as streamer:
             for _ in range(chunks):
                 streamer.next_chunk()
     return time.perf_counter() - began

@@ -163,7 +163,7 @@ class Studio:
             "fps": cfg.data.fps,
             "frames_per_chunk": self.model.autoencoder.cfg.temporal_compression * cfg.scheme[2],
             "scheme": list(cfg.scheme),
-            "cfg_scale": cfg.rollout.cfg_scale,
+            "guidance": cfg.rollout.guidance,
             "micro_steps_choices": list(self.micro_steps),
             "max_prompt_tokens": self.model.text_encoder.max_length,
             "default_prompt": DEFAULT_PROMPT,

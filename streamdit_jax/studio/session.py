@@ -106,8 +106,8 @@ class Session:
             self._request_soon(0.0)
         elif kind == "restart":
             streamer.restart(message.get("seed"))
-        elif kind == "cfg":
-            streamer.set_cfg_scale(message["scale"])
+        elif kind == "guidance":
+            streamer.set_guidance(message["scale"])
         elif kind == "micro_steps":
             if message["value"] not in self.micro_steps_choices:
                 raise BadMessage(
@@ -155,7 +155,7 @@ class Session:
         if not prompt and not schedule:
             raise BadMessage("the prompt is empty: type what the video should show, then Enter")
         self.streamer = await asyncio.to_thread(
-            Streamer, self.model, prompt or schedule[0][1], scheme=scheme, cfg_scale=message.get("cfg"),
+            Streamer, self.model, prompt or schedule[0][1], scheme=scheme, guidance=message.get("guidance"),
             seed=message.get("seed", 0), schedule=schedule, lookahead=0, paced=True, keep_alive=True,
         )  # fmt: skip
         self._relay = threading.Thread(

@@ -10,7 +10,7 @@
   const NOTICE_LEVELS = new Set(["info", "warning", "error"]);
   const FRAME_MIMES = new Set(["image/jpeg", "image/png"]);
   // Controls that need an admitted session; #prompt and #seed stay usable while waiting.
-  const CONTROL_IDS = ["send", "pause", "restart", "cfg", "steps", "strength", "record", "upload", "webcam", "t2v"];
+  const CONTROL_IDS = ["send", "pause", "restart", "guidance", "steps", "strength", "record", "upload", "webcam", "t2v"];
 
   const state = {
     ws: null,
@@ -87,7 +87,7 @@
     $("checkpoint").textContent = `${m.checkpoint} · ${m.decoder} decoder`;
     $("checkpoint").title = `${m.checkpoint}, frames made by the ${m.decoder} decoder`;
     $("prompt").placeholder = `describe the video (≤ ${m.max_prompt_tokens} tokens), press Enter`;
-    $("cfg").value = m.cfg_scale;
+    $("guidance").value = m.guidance;
     fillSteps(m.micro_steps_choices, m.scheme[3]);
     setStrength(m.strength);
     for (const id of CONTROL_IDS) $(id).disabled = false;
@@ -279,9 +279,9 @@
     updateButtons();
   }
 
-  function sendCfg() {
-    const scale = parseFloat($("cfg").value);
-    if (Number.isFinite(scale) && scale >= 1) send({ type: "cfg", scale });
+  function sendGuidance() {
+    const scale = parseFloat($("guidance").value);
+    if (Number.isFinite(scale) && scale >= 1) send({ type: "guidance", scale });
   }
 
   function sendSteps() {
@@ -496,7 +496,7 @@
     $("pause").addEventListener("click", togglePause);
     $("restart").addEventListener("click", () => send({ type: "restart", seed: readSeed() }));
     $("record").addEventListener("click", toggleRecord);
-    $("cfg").addEventListener("change", sendCfg);
+    $("guidance").addEventListener("change", sendGuidance);
     $("steps").addEventListener("change", sendSteps);
     $("strength").addEventListener("input", () => setStrength($("strength").value));
     $("strength").addEventListener("change", sendStrength);
