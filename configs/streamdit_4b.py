@@ -2,7 +2,7 @@
 
 Variants: 'distilled' (s = 1, no CFG: one forward pass per emitted chunk), 'cudnn' (cuDNN attention),
 'res=N' (square resolution in pixels), 'finetune,stage=S' (the paper's streaming fine-tuning stage S of 3:
-config.PAPER_STAGES, docs/training.md).
+configs/_stages.py, docs/training.md).
 """
 
 from streamdit_jax.config import base_config, paper_stage, parse_arg

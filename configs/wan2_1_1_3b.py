@@ -2,7 +2,7 @@
 
 Variants: 'cudnn' (cuDNN attention), 'window' (quarter-space windows (16, 15, 26) instead of full attention),
 'streamdit,stage=S' (fine-tuning converted Wan 2.1 1.3B weights into a StreamDiT: the paper's stage S of 3,
-config.PAPER_STAGES, docs/training.md).
+configs/_stages.py, docs/training.md).
 """
 
 from streamdit_jax.config import base_config, paper_stage, parse_arg

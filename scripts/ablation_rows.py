@@ -1,5 +1,6 @@
 """Markdown rows of docs/evaluation.md's ablation table from ``eval.json`` files (``streamdit eval`` or
-``streamdit demo``): held-out adherence, consistency, drift, seams, switch response and start-up.
+``streamdit demo``): held-out adherence, consistency, drift, seams, switch response and start-up (the
+metrics of ``streamdit_jax.eval.metrics.METRICS`` with a ``column``).
 
     python scripts/ablation_rows.py NAME=runs/demo/eval.json [NAME=OTHER/eval.json ...]
 
@@ -10,38 +11,21 @@ run's autoencoder) or ``truth_summary``.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
-COLUMNS = (
-    ("colour", "colour_adherence", "{:.1%}"),
-    ("shape", "shape_adherence", "{:.1%}"),
-    ("motion", "motion_adherence", "{:.1%}"),
-    ("identity", "identity", "{:.1%}"),
-    ("size stability", "size_stability", "{:.1%}"),
-    ("presence", "presence", "{:.1%}"),
-    ("objects a frame", "objects_per_frame", "{:.2f}"),
-    ("drift (points)", "drift_adherence_points", "{:+.1f}"),
-    ("seam ratio", "seam_ratio", "{:.2f}"),
-    ("switch response (chunks)", "switch_response_chunks", "{:.1f}"),
-    ("start-up (s)", "startup_seconds", "{:.2f}"),
-)
+from streamdit_jax.eval.metrics import METRICS
+
+COLUMNS = tuple(m for m in METRICS if m.column)  # the metrics with a column, in the summary's order
 
 
 def row(name: str, summary: dict) -> str:
-    cells = []
-    for _, key, fmt in COLUMNS:
-        value = summary.get(key, math.nan)
-        cells.append("" if value is None or math.isnan(value) else fmt.format(value))
-    never = summary.get("switches_never_followed", 0)
-    if never:
-        cells[[key for _, key, _ in COLUMNS].index("switch_response_chunks")] += f" ({never:g} never)"
+    cells = [m.cell(summary.get(m.key), "docs") + (m.remark(summary) if m.remark else "") for m in COLUMNS]
     return f"| {name} | " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str]) -> None:
-    print("| run | " + " | ".join(c[0] for c in COLUMNS) + " |")
+    print("| run | " + " | ".join(m.column for m in COLUMNS) + " |")
     print("|---|" + "---|" * len(COLUMNS))
     for arg in argv:
         name, _, path = arg.partition("=")

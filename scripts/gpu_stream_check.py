@@ -26,7 +26,7 @@ from streamdit_jax.autoencoder import build_autoencoder
 from streamdit_jax.config import load
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import init_params, single_device_mesh
-from streamdit_jax.stream import Streamer, StreamModel
+from streamdit_jax.stream import Streamer, StreamModel, StreamSettings
 
 
 class RandomText:
@@ -54,13 +54,13 @@ def tiny_chunks():
     model = tiny_model()
     out = {}
     for name, scheme, scale in [("k0", Scheme(0, 4, 2, 1), 1.0), ("k2cfg", Scheme(2, 3, 2, 2), 3.0)]:
-        streamer = Streamer(model, "a red circle", scheme=scheme, guidance=scale, seed=1)
+        streamer = Streamer(model, "a red circle", StreamSettings(scheme=scheme, guidance=scale, seed=1))
         stream = streamer.latent_chunks()
         chunks = [np.asarray(next(stream)) for _ in range(4)]
         streamer.set_prompt("a blue square")
         chunks += [np.asarray(next(stream)) for _ in range(3)]
         out[name] = np.concatenate(chunks, axis=1)
-        decoded = Streamer(model, "a red circle", scheme=scheme).chunks()
+        decoded = Streamer(model, "a red circle", StreamSettings(scheme=scheme)).chunks()
         out[name + "_frames"] = np.concatenate([next(decoded) for _ in range(4)])
     return out
 
@@ -75,7 +75,7 @@ def timing(out_dir, preset="streamdit_4b:distilled"):
     model = StreamModel(cfg, graphdef, params, vae, RandomText(4096, 512), single_device_mesh())
     results = {}
     for mode in ["latents", "decoded"]:
-        streamer = Streamer(model, "a red circle", scheme=Scheme(0, 8, 2, 1), guidance=1.0)
+        streamer = Streamer(model, "a red circle", StreamSettings(scheme=Scheme(0, 8, 2, 1), guidance=1.0))
         start = time.perf_counter()
         stamps = []
         if mode == "latents":

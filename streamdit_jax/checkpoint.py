@@ -43,6 +43,12 @@ SECTIONS = {"transformer": "model.", "autoencoder": "autoencoder.", "tiny_decode
 SHAPE_FREE_FIELDS = frozenset({"window", "dtype", "param_dtype", "attention", "remat"})
 
 
+def shape_free(model_cfg: ModelConfig) -> dict[str, Any]:
+    """``model_cfg``'s SHAPE_FREE_FIELDS: what a restore takes from the config rather than the checkpoint
+    (``restore_params``' ``model_overrides``)."""
+    return {name: getattr(model_cfg, name) for name in SHAPE_FREE_FIELDS}
+
+
 def manager(
     directory: str | PathLike, item_names: Sequence[str] = (PARAMS, CONFIG), **options
 ) -> ocp.CheckpointManager:

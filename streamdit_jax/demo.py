@@ -90,28 +90,12 @@ def teacher_config(cfg: Config, paths: DemoPaths) -> Config:
     return dataclasses.replace(cfg, data=data)
 
 
-def _train(
-    task, train_cfg, opt_cfg, cfg: Config, workdir: Path, section: str, progress: bool, on_log=None
-) -> dict:
-    """Trains ``task`` in ``workdir``, resuming from its newest checkpoint if it has one; ``on_log`` goes
-    to the Trainer."""
-    from streamdit_jax.sharding import make_mesh
+def _train(task, cfg: Config, stage: str, workdir: Path, progress: bool, on_log=None) -> dict:
+    """Trains ``task`` as training stage ``stage`` of ``cfg`` in ``workdir``, resuming from its newest
+    checkpoint if it has one; ``on_log`` goes to the Trainer."""
     from streamdit_jax.train import Trainer
 
-    trainer = Trainer(
-        task,
-        train_cfg,
-        opt_cfg,
-        make_mesh(cfg.mesh),
-        cfg.mesh.rules,
-        workdir,
-        run_config=cfg,
-        section=section,
-        seed=cfg.seed,
-        resume=True,
-        progress=progress,
-        on_log=on_log,
-    )
+    trainer = Trainer.for_stage(task, cfg, stage, workdir, resume=True, progress=progress, on_log=on_log)
     with trainer:
         return trainer.run()
 
@@ -142,7 +126,7 @@ def _stage_teacher(cfg: Config, paths: DemoPaths, progress: bool, forecast: Fore
     from streamdit_jax.train.flow_task import FlowTask
 
     on_log = forecast.hook("teacher", "teacher_step")
-    summary = _train(FlowTask(cfg), cfg.train, cfg.optimizer, cfg, paths.teacher, "train", progress, on_log)
+    summary = _train(FlowTask(cfg), cfg, "teacher", paths.teacher, progress, on_log)
     return f"held-out loss {summary['eval']['loss']:.4f} (step {summary['end_step']})"
 
 
@@ -382,20 +366,6 @@ def run_demo(
     return timings
 
 
-# (what, summary key, format, target of docs/evaluation.md) of the report's table.
-REPORTED = (
-    ("colour adherence", "colour_adherence", "{:.0%}", ">= 90%"),
-    ("shape adherence", "shape_adherence", "{:.0%}", ">= 60%"),
-    ("motion adherence", "motion_adherence", "{:.0%}", ">= 60%"),
-    ("identity", "identity", "{:.0%}", ">= 95%"),
-    ("objects a frame (one asked)", "objects_per_frame", "{:.2f}", ""),
-    ("drift (adherence points)", "drift_adherence_points", "{:.1f}", "|drift| <= 5"),
-    ("seam ratio", "seam_ratio", "{:.2f}", "<= 1.3"),
-    ("switch response (chunks)", "switch_response_chunks", "{:.1f}", "<= 2"),
-    ("start-up (s, once per stream)", "startup_seconds", "{:.2f}", ""),
-)
-
-
 def _curve(path: Path, split: str, key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of ``key`` in the ``split`` ("train" or "eval") lines of a trainer's metrics.jsonl."""
     steps, values = [], []
@@ -409,44 +379,71 @@ def _curve(path: Path, split: str, key: str) -> tuple[list[int], list[float]]:
 
 
 def write_report(paths: DemoPaths, report: dict, first: str) -> None:
-    """``report.png``: training curves, the first stream's frames per prompt, adherence per segment and
-    the summary against the targets of docs/evaluation.md."""
+    """``report.png``: the first stream's frames per prompt (over its true video's), training curves,
+    colour adherence per segment and the summary against the targets of docs/evaluation.md."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import imageio.v3 as iio
     import matplotlib.pyplot as plt
 
-    stream = report["streams"][first]
+    from streamdit_jax.eval.run import plot_colour_adherence
+
+    rows, prompts = _frame_rows(paths, first), report["streams"][first]["prompts"]
+    shown = _shown_frames(prompts, len(rows[0][1]))
+    fig, n, width = plt.figure(figsize=(12, 8 + 1.5 * (len(rows) - 1))), len(rows), max(len(shown), 2)
+    grid = fig.add_gridspec(n + 2, width, height_ratios=(*([0.9] * n), 1.0, 1.1))
+    _draw_frames(fig, grid, rows, shown, prompts)
+    half = width // 2
+    _draw_autoencoder_curve(fig.add_subplot(grid[n, :half]), paths, report["autoencoder"])
+    _draw_streamdit_curves(fig.add_subplot(grid[n, half:]), paths)
+    plot_colour_adherence(fig.add_subplot(grid[n + 1, :half]), report["streams"])
+    _draw_targets(fig.add_subplot(grid[n + 1, half:]), report)
+    fig.suptitle(
+        f"streamdit demo: {len(report['streams'])} held-out streams of {report['seconds']:.0f} s by the "
+        "student (one forward pass per chunk)"
+    )
+    fig.tight_layout()
+    write_with(paths.report, lambda f: fig.savefig(f, format="png", dpi=100))
+    plt.close(fig)
+
+
+def _frame_rows(paths: DemoPaths, first: str) -> list[tuple[str, np.ndarray]]:
+    """(label, frames) of the first stream, and of its true video through the autoencoder and as it is
+    where they were written."""
+    import imageio.v3 as iio
+
     read = lambda path: np.asarray(iio.imread(path.read_bytes(), extension=".mp4", plugin="pyav"))
-    frames = read(paths.stream)
-    starts = [p["from_frame"] for p in stream["prompts"]] + [len(frames)]
-    shown = [min(len(frames) - 1, (a + b) // 2) for a, b in itertools.pairwise(starts)]
-    # The stream's frames, over the same frames of its true video through the autoencoder and as it is.
-    rows = [("the demo", frames)] + [
-        (label, read(path)) for label, path in (
-            ("true video through the autoencoder", paths.streams / f"{first}.autoencoder.mp4"),
-            ("true video", paths.streams / f"{first}.truth.mp4"),
-        ) if path.exists()
-    ]  # fmt: skip
-    fig = plt.figure(figsize=(12, 8 + 1.5 * (len(rows) - 1)))
-    grid = fig.add_gridspec(len(rows) + 2, max(len(shown), 2), height_ratios=(*([0.9] * len(rows)), 1.0, 1.1))
+    truths = (("true video through the autoencoder", paths.streams / f"{first}.autoencoder.mp4"),
+              ("true video", paths.streams / f"{first}.truth.mp4"))  # fmt: skip
+    return [("the demo", read(paths.stream))] + [(label, read(p)) for label, p in truths if p.exists()]
+
+
+def _shown_frames(prompts: list[dict], frames: int) -> list[int]:
+    """The middle frame of each prompt's segment."""
+    starts = [p["from_frame"] for p in prompts] + [frames]
+    return [min(frames - 1, (a + b) // 2) for a, b in itertools.pairwise(starts)]
+
+
+def _draw_frames(fig, grid, rows: list[tuple[str, np.ndarray]], shown: list[int], prompts: list) -> None:
+    """A row of frames per video (labelled), a column per prompt (titled with it on the first row)."""
     for r, (label, video) in enumerate(rows):
-        for i, (frame, prompt) in enumerate(zip(shown, stream["prompts"], strict=True)):
+        for i, (frame, prompt) in enumerate(zip(shown, prompts, strict=True)):
             ax = fig.add_subplot(grid[r, i])
             ax.imshow(video[min(frame, len(video) - 1)])
-            title = f"frame {frame}\n{_wrap(prompt['prompt'])}" if r == 0 else ""
-            ax.set_title(title, fontsize=6)
+            ax.set_title(f"frame {frame}\n{_wrap(prompt['prompt'])}" if r == 0 else "", fontsize=6)
             if i == 0:
                 ax.set_ylabel(_wrap(label, 18), fontsize=6)
             ax.set_xticks([])
             ax.set_yticks([])
-    half = max(len(shown), 2) // 2
-    ax = fig.add_subplot(grid[len(rows), :half])
+
+
+def _draw_autoencoder_curve(ax, paths: DemoPaths, kind: str) -> None:
     ax.plot(*_curve(paths.autoencoder / "metrics.jsonl", "eval", "psnr"), marker=".")
-    title = f"{report['autoencoder']} autoencoder"
-    ax.set(xlabel="autoencoder step", ylabel="held-out PSNR (dB)", title=title)
-    ax = fig.add_subplot(grid[len(rows), half:])
+    ax.set(xlabel="autoencoder step", ylabel="held-out PSNR (dB)", title=f"{kind} autoencoder")
+
+
+def _draw_streamdit_curves(ax, paths: DemoPaths) -> None:
+    """The teacher's train and held-out loss, and the student's held-out distillation loss."""
     for split, label in (("train", "train loss"), ("eval", "held-out loss")):
         ax.plot(
             *_curve(paths.teacher / "metrics.jsonl", split, "loss"), marker=".", label=f"teacher: {label}"
@@ -455,31 +452,21 @@ def write_report(paths: DemoPaths, report: dict, first: str) -> None:
             label="student: held-out distillation loss")  # fmt: skip
     ax.set(xlabel="step", title="StreamDiT: flow matching, then distillation", yscale="log")
     ax.legend(fontsize=7)
-    ax = fig.add_subplot(grid[len(rows) + 1, :half])
-    for name, r in report["streams"].items():
-        colour = [s["colour"] for s in r["adherence_per_segment"]]
-        edges = [p["from_frame"] for p in r["prompts"]] + [r["frames"]]
-        ax.stairs(colour, edges, label=name)
-    ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=6)
-    ax = fig.add_subplot(grid[len(rows) + 1, half:])
+
+
+def _draw_targets(ax, report: dict) -> None:
+    """The metrics with a ``label`` in ``eval.metrics.METRICS``: the demo's, the true videos' through the
+    autoencoder and as they are, and the target."""
+    from streamdit_jax.eval.metrics import METRICS
+
     ax.axis("off")
     columns = (report["summary"], report.get("autoencoder_summary") or {}, report["truth_summary"] or {})
-    rows = [
-        (name, *(fmt.format(c[key]) if np.isfinite(c.get(key, np.nan)) else "" for c in columns), target)
-        for name, key, fmt, target in REPORTED
-    ]
+    reported = [m for m in METRICS if m.label]
+    rows = [(m.label, *(m.cell(c.get(m.key), "report") for c in columns), m.target) for m in reported]
     labels = ("metric", "demo", "true videos through\nthe autoencoder", "true videos", "target")
     table = ax.table(cellText=rows, colLabels=labels, loc="center")
     table.auto_set_font_size(False)
     table.set_fontsize(8)
-    fig.suptitle(
-        f"streamdit demo: {len(report['streams'])} held-out streams of {report['seconds']:.0f} s by the "
-        "student (one forward pass per chunk)"
-    )
-    fig.tight_layout()
-    write_with(paths.report, lambda f: fig.savefig(f, format="png", dpi=100))
-    plt.close(fig)
 
 
 def write_preview(

@@ -129,6 +129,21 @@ def test_corrupted_videos_score_as_they_should(streams):
         assert evaluate(backwards, FPS, segments, chunks)["adherence"]["motion"] <= 0.2
 
 
+def test_every_registered_metric_is_scored_summarised_and_tabled(streams):
+    """``METRICS`` is what every reader goes by: each metric ``evaluate`` computes sits at its path in a
+    stream's scores; the summary and eval.md's rows are the summarised metrics, in the registry's order."""
+    from streamdit_jax.eval.metrics import METRICS
+    from streamdit_jax.eval.run import markdown, summarise
+
+    videos, chunks = streams
+    results = {f"s{i}": evaluate(video, FPS, segments, chunks) for i, (video, segments) in enumerate(videos)}
+    assert all(m.read(results["s0"]) is not None for m in METRICS if m.source == "frames")
+    summary = summarise(results)
+    assert list(summary) == [m.key for m in METRICS if m.summary is not None]
+    table = markdown(summary, results).split("\n\n")[0].splitlines()
+    assert [line.split(" | ")[0].removeprefix("| ") for line in table[2:]] == list(summary)
+
+
 def test_switch_response_counts_chunks_until_the_new_colour_dominates(streams):
     (first, segs_a), (second, segs_b) = streams[0][0], streams[0][1]
     assert segs_a[0].colour != segs_b[0].colour

@@ -23,7 +23,7 @@ from streamdit_jax.cli import main
 from streamdit_jax.config import ConfigError, load
 from streamdit_jax.flow import Scheme, SchemeError, text_to_video
 from streamdit_jax.model import apply
-from streamdit_jax.stream import LOOKAHEAD, Streamer, StreamModel
+from streamdit_jax.stream import LOOKAHEAD, Streamer, StreamModel, StreamSettings
 from streamdit_jax.stream.video import InputVideo
 
 A, B, C = "a red circle moving left", "a blue square moving up", "a green triangle moving down"
@@ -129,7 +129,7 @@ def _take(iterator, count):
     ids=str,
 )
 def test_stream_equals_the_unjitted_reference(model, scheme, guidance):
-    streamer = Streamer(model, A, scheme=scheme, guidance=guidance, seed=3)
+    streamer = Streamer(model, A, StreamSettings(scheme=scheme, guidance=guidance, seed=3))
     chunks = 4 + (scheme.reference > 0)
     got = _take(streamer.latent_chunks(), chunks)
     u = _velocity(model, A, guidance)
@@ -145,8 +145,8 @@ def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_u
     """The start-up's own micro-steps and CFG scale (rollout.startup_*): the first buffer is the guided
     3-steps-per-position denoise, every later step one unguided pass."""
     scheme = Scheme(0, 4, 2, 1)
-    streamer = Streamer(model, A, scheme=scheme, guidance=1.0, startup_micro_steps=3, startup_guidance=3.0,
-                        seed=5)  # fmt: skip
+    streamer = Streamer(model, A, StreamSettings(scheme=scheme, guidance=1.0, startup_micro_steps=3,
+                                                 startup_guidance=3.0, seed=5))  # fmt: skip
     assert streamer.forward_passes_per_chunk == 1 and streamer.startup_forward_passes == 3 * 3 * 2
     got = _take(streamer.latent_chunks(), 3)
     u, guided = _velocity(model, A), _velocity(model, A, 3.0)
@@ -155,21 +155,22 @@ def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_u
     )
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, atol=ATOL)
-    plain = _take(Streamer(model, A, scheme=scheme, seed=5).latent_chunks(), 1)[0]
+    plain = _take(Streamer(model, A, StreamSettings(scheme=scheme, seed=5)).latent_chunks(), 1)[0]
     assert np.abs(plain - got[0]).max() > 0.01  # the start-up settings change the stream
     cfg = dataclasses.replace(model.cfg, rollout=dataclasses.replace(model.cfg.rollout, startup_micro_steps=3,
                                                                      startup_guidance=3.0))  # fmt: skip
-    from_config = Streamer(dataclasses.replace(model, cfg=cfg), A, scheme=scheme, guidance=1.0, seed=5)
+    from_config = Streamer(dataclasses.replace(model, cfg=cfg), A,
+                           StreamSettings(scheme=scheme, guidance=1.0, seed=5))  # fmt: skip
     np.testing.assert_allclose(_take(from_config.latent_chunks(), 1)[0], got[0], atol=ATOL)
     for bad, message in (({"startup_micro_steps": 0}, "start-up micro-steps 0"),
                          ({"startup_guidance": -2.0}, "start-up cfg scale -2.0 is negative")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
-            Streamer(model, A, scheme=scheme, **bad)
+            Streamer(model, A, StreamSettings(scheme=scheme, **bad))
 
 
 def test_start_up_noise_levels_are_the_schemes(model):
     scheme = Scheme(2, 3, 2, 2)
-    streamer = Streamer(model, A, scheme=scheme)
+    streamer = Streamer(model, A, StreamSettings(scheme=scheme))
     state = streamer.start()
     want = [0, 0, 1 / 3, 1 / 3, 2 / 3, 2 / 3, 1, 1]
     np.testing.assert_allclose(np.asarray(state.sigma[0]), want, atol=1e-7)
@@ -183,7 +184,7 @@ def test_start_up_noise_levels_are_the_schemes(model):
 @pytest.mark.parametrize("steps", [1, pytest.param(4, marks=pytest.mark.slow)])
 def test_uniform_scheme_is_plain_text_to_video(model, steps):
     """c = B, N = 1: the first emitted chunk is the whole buffer sampled from the start-up noise."""
-    streamer = Streamer(model, A, scheme=Scheme(0, 1, 8, steps), seed=5)
+    streamer = Streamer(model, A, StreamSettings(scheme=Scheme(0, 1, 8, steps), seed=5))
     chunk = next(streamer.latent_chunks())
     net = nnx.merge(model.graphdef, model.params)
     text, mask = model.text_encoder([A])
@@ -195,8 +196,8 @@ def test_uniform_scheme_is_plain_text_to_video(model, steps):
 
 def test_set_prompt_switches_at_the_next_step_without_retracing(model):
     scheme = Scheme(0, 4, 2, 1)
-    only_a = _take(Streamer(model, A, scheme=scheme).latent_chunks(), 6)
-    streamer = Streamer(model, A, scheme=scheme)
+    only_a = _take(Streamer(model, A, StreamSettings(scheme=scheme)).latent_chunks(), 6)
+    streamer = Streamer(model, A, StreamSettings(scheme=scheme))
     stream = streamer.latent_chunks()
     got = _take(stream, 3)
     traces = streamer.rollout.traces
@@ -215,14 +216,14 @@ def test_set_prompt_switches_at_the_next_step_without_retracing(model):
 
 def test_prompt_schedule_switches_at_the_frame_it_names(model):
     # c = 2: chunk j starts at frame 0, 5, 13, 21, ...; at 8 fps frame 13 is 1.625 s
-    streamer = Streamer(model, A, scheme=Scheme(0, 4, 2, 1), schedule=[(1.6, B), (0.0, A)])
+    streamer = Streamer(model, A, StreamSettings(scheme=Scheme(0, 4, 2, 1), schedule=[(1.6, B), (0.0, A)]))
     _take(streamer.latent_chunks(), 4)
     assert streamer.prompt_log == [(0, A), (2, B)]
 
 
 def test_a_live_prompt_holds_until_the_next_scheduled_entry(model):
     # c = 2 at 8 fps: step j emits from frame 0, 5, 13, 21, 29 (3.625 s); the entry at 3 s takes step 4
-    streamer = Streamer(model, A, scheme=Scheme(0, 4, 2, 1), schedule=[(0.0, A), (3.0, C)])
+    streamer = Streamer(model, A, StreamSettings(scheme=Scheme(0, 4, 2, 1), schedule=[(0.0, A), (3.0, C)]))
     stream = streamer.latent_chunks()
     _take(stream, 1)
     streamer.set_prompt(B)
@@ -236,10 +237,10 @@ def test_commands_restart_and_close_on_the_owner_thread(model):
     ends its thread and frees the stream's arrays (a second stream leaves the counts where the first
     left them)."""
     scheme = Scheme(0, 4, 2, 1)
-    fresh = [c.frames for c in _records(Streamer(model, A, scheme=scheme, seed=7), 2)]
+    fresh = [c.frames for c in _records(Streamer(model, A, StreamSettings(scheme=scheme, seed=7)), 2)]
 
     def stream_restart_pause_close():
-        with Streamer(model, A, scheme=scheme, seed=1, lookahead=0) as streamer:
+        with Streamer(model, A, StreamSettings(scheme=scheme, seed=1, lookahead=0)) as streamer:
             first = streamer.next_chunk()
             streamer.restart(seed=7)
             chunks = [streamer.next_chunk() for _ in range(4)]
@@ -277,7 +278,8 @@ def _records(streamer, count):
 def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_path):
     scheme, strength = Scheme(0, 4, 2, 1), 0.6
     shapes_video(tmp_path / "in.mp4", frames=1 + 4 * 13, fps=8)  # 14 latent frames: 8 + 3 chunks of 2
-    streamer = Streamer(model, B, scheme=scheme, input_video=tmp_path / "in.mp4", strength=strength, seed=2)
+    settings = StreamSettings(scheme=scheme, input_video=tmp_path / "in.mp4", strength=strength, seed=2)
+    streamer = Streamer(model, B, settings)
     got = [np.asarray(c) for c in streamer.latent_chunks()]
     assert len(got) == 7  # every input latent frame comes out once, then the stream ends
     frames = InputVideo(tmp_path / "in.mp4", model.cfg).take(100)
@@ -292,9 +294,9 @@ def test_video_to_video_equals_the_reference_and_ends_with_the_input(model, tmp_
 @pytest.mark.slow
 def test_decoded_stream_is_the_whole_decode(model):
     """Chunks decoded on the decoder thread, concatenated, equal decoding all emitted latents at once."""
-    streamer = Streamer(model, A, scheme=Scheme(1, 7, 1, 1))
+    streamer = Streamer(model, A, StreamSettings(scheme=Scheme(1, 7, 1, 1)))
     frames = [c for _, c in zip(range(5), streamer.chunks(), strict=False)]
-    latents = _take(Streamer(model, A, scheme=Scheme(1, 7, 1, 1)).latent_chunks(), 5)
+    latents = _take(Streamer(model, A, StreamSettings(scheme=Scheme(1, 7, 1, 1))).latent_chunks(), 5)
     whole = jax.jit(model.autoencoder.decode)(jnp.asarray(np.concatenate(latents, axis=1)))
     want = np.round((np.asarray(whole[0]) + 1) * 127.5).clip(0, 255).astype(np.uint8)
     assert [len(f) for f in frames] == [1, 4, 4, 4, 4]
@@ -318,7 +320,7 @@ def test_restored_on_other_meshes_streams_the_same(saved):
     for mesh in [(1, 1, 1, 1), (1, 1, 2, 2), (1, 1, 1, 4)]:
         restored = StreamModel.restore(saved / "dit", load("tiny", num_devices=1), saved / "vae", mesh)
         assert {len(p.sharding.device_set) for p in jax.tree.leaves(restored.params)} == {np.prod(mesh)}
-        chunks[mesh] = _take(Streamer(restored, A, seed=1).latent_chunks(), 3)
+        chunks[mesh] = _take(Streamer(restored, A, StreamSettings(seed=1)).latent_chunks(), 3)
     for mesh, got in chunks.items():
         for g, w in zip(got, chunks[(1, 1, 1, 1)], strict=True):
             np.testing.assert_allclose(g, w, atol=ATOL, err_msg=str(mesh))
@@ -331,7 +333,8 @@ def test_two_thousand_chunks_in_flat_memory_and_one_trace(model):
     decoder threads' malloc arenas, in steps) and the live device arrays do not grow (one array leaked
     per 62 chunks would pass the margin of 16); each jitted function was traced once."""
     page = os.sysconf("SC_PAGE_SIZE")
-    streamer = Streamer(model, A, guidance=1.0)  # CFG would double the step's batch, not its state
+    # CFG would double the step's batch, not its state
+    streamer = Streamer(model, A, StreamSettings(guidance=1.0))
     rss, arrays = {"mid": [], "late": []}, {"mid": [], "late": []}
     gc.collect()
     # The arrays of earlier tests (fixtures, other streamers) are held here and not counted, so that

@@ -21,7 +21,7 @@ from studio_client import Tab, serving
 
 from streamdit_jax.cli import main
 from streamdit_jax.data.shapes import ShapesDataset
-from streamdit_jax.stream import Streamer, StreamModel, warm_up
+from streamdit_jax.stream import Streamer, StreamModel, StreamSettings, warm_up
 from streamdit_jax.studio import Studio, StudioOptions
 
 A, B = "a red circle moving left", "a blue square moving up"
@@ -47,7 +47,8 @@ def test_the_page_receives_the_streamers_frames_and_a_recording(model):
     import imageio.v3 as iio
 
     schedule = [(0.0, A), (1.0, B)]
-    want = [f for _, f in zip(range(21), Streamer(model, A, seed=3, schedule=schedule), strict=False)]
+    streamer = Streamer(model, A, StreamSettings(seed=3, schedule=schedule))
+    want = [f for _, f in zip(range(21), streamer, strict=False)]
 
     async def scenario():
         async with aiohttp.ClientSession() as http:
@@ -342,7 +343,7 @@ def test_inference_restore_builds_no_training_object_and_warm_up_compiles_all(ti
     warm_up(model, guidances=(model.cfg.rollout.guidance,))
     jax.config.update("jax_log_compiles", True)
     try:
-        with caplog.at_level(logging.DEBUG), Streamer(model, A, seed=4) as streamer:
+        with caplog.at_level(logging.DEBUG), Streamer(model, A, StreamSettings(seed=4)) as streamer:
             chunks = [streamer.next_chunk() for _ in range(4)]
     finally:
         jax.config.update("jax_log_compiles", False)

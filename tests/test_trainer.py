@@ -32,6 +32,7 @@ class Toy(nnx.Module):
 
 class ToyTask:
     model_config = ModelConfig()
+    tokens_per_example = None
 
     def __init__(self, nan_at_batch: int | None = None):
         self.nan_at_batch = nan_at_batch
@@ -39,12 +40,12 @@ class ToyTask:
     def build(self, rngs):
         return Toy(rngs)
 
-    def loss(self, model, batch, key):
+    def loss(self, model, batch, key, frozen):
         del key
         loss = jnp.mean((batch["x"] @ model.w[...] - batch["y"]) ** 2)
         return loss, {"mse": loss}
 
-    def evaluate(self, model, batch):
+    def evaluate(self, model, batch, frozen):
         return {"mse": jnp.mean((batch["x"] @ model.w[...] - batch["y"]) ** 2)}
 
     def batch_axes(self):

@@ -11,6 +11,7 @@ from streamdit_jax.autoencoder.registry import (
     build_autoencoder,
     register_autoencoder,
     restore_autoencoder,
+    restore_data_vae,
     restore_matching_autoencoder,
 )
 from streamdit_jax.autoencoder.tiny import TinyDecoder, restore_tiny_decoder
@@ -25,6 +26,7 @@ __all__ = [
     "build_autoencoder",
     "register_autoencoder",
     "restore_autoencoder",
+    "restore_data_vae",
     "restore_matching_autoencoder",
     "restore_tiny_decoder",
 ]

@@ -46,6 +46,8 @@ class DecoderTask:
     """The trainer's task (see streamdit_jax.train.Task) that distils a :class:`TinyDecoder` from
     ``vae``'s decoder; the VAE rides along as the trainer's frozen state (replicated on the mesh)."""
 
+    tokens_per_example = None  # videos, not transformer tokens
+
     def __init__(self, cfg: Config, vae: LatentAutoencoder):
         self.cfg = cfg
         tc = cfg.decoder_train
@@ -73,19 +75,20 @@ class DecoderTask:
         vae = nnx.merge(self.vae_graphdef, vae_state)
         return _latents_and_frames(vae, video, key, self.cfg.decoder_train.latent_noise)
 
-    def loss(self, model: TinyDecoder, batch: dict, key: jax.Array, vae_state: nnx.State):
+    def loss(self, model: TinyDecoder, batch: dict, key: jax.Array, frozen: nnx.State):
         """Object-weighted L1 between the tiny decoder's frames and the full decoder's, from the same
-        latents (``decoder_train``'s docstring says why), noised by ``decoder_train.latent_noise``."""
-        latents, target = self._pair(vae_state, batch["video"], key)
+        latents (``decoder_train``'s docstring says why), noised by ``decoder_train.latent_noise``;
+        ``frozen`` is the VAE's state (:meth:`frozen`)."""
+        latents, target = self._pair(frozen, batch["video"], key)
         frames = model.decode(latents)
         loss = reconstruction_error(frames, target, self.cfg.decoder_train)
         return loss, {"l1": jnp.mean(jnp.abs(frames - target)), "psnr": jnp.mean(psnr(frames, target))}
 
-    def evaluate(self, model: TinyDecoder, batch: dict, vae_state: nnx.State) -> dict:
+    def evaluate(self, model: TinyDecoder, batch: dict, frozen: nnx.State) -> dict:
         """The loss against the full decoder, PSNR against it and against the true frames, and the full
         decoder's own PSNR against the true frames (the ceiling of the second)."""
         video = batch["video"]
-        latents, target = self._pair(vae_state, video)
+        latents, target = self._pair(frozen, video)
         frames = model.decode(latents)
         return {
             "loss": reconstruction_error(frames, target, self.cfg.decoder_train),

@@ -18,7 +18,7 @@ from flax import nnx
 
 from streamdit_jax.checkpoint import expect_kind, latest_step, restore_config, restore_tree
 from streamdit_jax.choices import AUTOENCODER_KINDS
-from streamdit_jax.config import AutoencoderConfig, ConfigError
+from streamdit_jax.config import AutoencoderConfig, Config, ConfigError
 from streamdit_jax.storage import workpath
 
 AUTOENCODERS: dict[str, type] = {}
@@ -93,3 +93,9 @@ def restore_matching_autoencoder(directory: str | Path, expected: AutoencoderCon
             f"{expected}. Fix: pass the autoencoder trained for this preset (streamdit train-vae)"
         )
     return _restore(directory, step, saved, ema=True)
+
+
+def restore_data_vae(cfg: Config):
+    """The autoencoder checkpoint of ``data.vae`` (:func:`restore_matching_autoencoder`: it must hold the
+    preset's ``autoencoder``); None when ``data.vae`` is empty."""
+    return restore_matching_autoencoder(cfg.data.vae, cfg.autoencoder) if cfg.data.vae else None

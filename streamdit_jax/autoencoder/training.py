@@ -65,6 +65,8 @@ def _raw_latents(model: LatentAutoencoder, video: jax.Array) -> jax.Array:
 class AutoencoderTask:
     """The trainer's task for the autoencoder of ``cfg.autoencoder`` (see streamdit_jax.train.Task)."""
 
+    tokens_per_example = None  # videos, not transformer tokens
+
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.model_config = cfg.autoencoder
@@ -81,10 +83,13 @@ class AutoencoderTask:
     def build(self, rngs: nnx.Rngs) -> LatentAutoencoder:
         return build_autoencoder(self.cfg.autoencoder, rngs)
 
-    def loss(self, model: LatentAutoencoder, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
+    def loss(
+        self, model: LatentAutoencoder, batch: dict, key: jax.Array, frozen: None = None
+    ) -> tuple[jax.Array, dict]:
         """The loss of the trained parts of each clip: its start (``vae_train.frames``) and, with a
         ``vae_train.context``, the frames after the context, which runs without gradients (the causal
-        caches carry it)."""
+        caches carry it). Nothing is ``frozen``."""
+        del frozen
         cfg = self.cfg.vae_train
         video = batch["video"]
         parts = [video[:, : cfg.frames]]
@@ -109,8 +114,9 @@ class AutoencoderTask:
         loss = error + cfg.kl_weight * kl
         return loss, {"l1": l1, "mse": mse, "kl": kl, "psnr": jnp.mean(psnr(reconstruction, video))}
 
-    def evaluate(self, model: LatentAutoencoder, batch: dict) -> dict:
+    def evaluate(self, model: LatentAutoencoder, batch: dict, frozen: None = None) -> dict:
         """Reconstruction as the autoencoder is used (encode, then decode; the VAE's posterior mean)."""
+        del frozen
         video = batch["video"]
         reconstruction = model.reconstruct(video)
         return {
@@ -210,7 +216,6 @@ def prepare_autoencoder(
     trainer's summary (``{"end_step": 0}`` for a kind without weights); ``on_log`` goes to the Trainer."""
     from streamdit_jax.autoencoder.registry import autoencoder_class, restore_matching_autoencoder
     from streamdit_jax.checkpoint import save_params, saved_steps
-    from streamdit_jax.sharding import make_mesh
     from streamdit_jax.train import Trainer
 
     if not autoencoder_class(cfg.autoencoder.kind).trainable:
@@ -222,16 +227,11 @@ def prepare_autoencoder(
     initial = None
     if cfg.vae_train.init and not resuming:  # an autoencoder of this preset's (e.g. Wan's VAE)
         initial = nnx.state(restore_matching_autoencoder(cfg.vae_train.init, cfg.autoencoder), nnx.Param)
-    trainer = Trainer(
+    trainer = Trainer.for_stage(
         AutoencoderTask(cfg),
-        cfg.vae_train,
-        cfg.vae_optimizer,
-        make_mesh(cfg.mesh),
-        cfg.mesh.rules,
+        cfg,
+        "vae",
         workdir,
-        run_config=cfg,
-        section="vae_train",
-        seed=cfg.seed,
         resume=resume,
         initial=initial,
         progress=progress,

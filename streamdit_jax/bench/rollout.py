@@ -33,7 +33,7 @@ from streamdit_jax.bench.flops import rollout_step_flops
 from streamdit_jax.config import Config, ConfigError
 from streamdit_jax.flow import Scheme
 from streamdit_jax.model import init_params, single_device_mesh
-from streamdit_jax.stream import Streamer, StreamModel
+from streamdit_jax.stream import Streamer, StreamModel, StreamSettings
 from streamdit_jax.stream.model import check_decoder
 
 MODES = ("latents", "decoded")
@@ -64,9 +64,9 @@ def _chunks(streamer: Streamer, mode: str):
         yield from streamer.chunks()
 
 
-def _first_chunk_s(model: StreamModel, mode: str, scheme: Scheme, guidance: float) -> float:
+def _first_chunk_s(model: StreamModel, mode: str, settings: StreamSettings) -> float:
     start = time.perf_counter()
-    streamer = Streamer(model, PROMPT, scheme=scheme, guidance=guidance)
+    streamer = Streamer(model, PROMPT, settings)
     try:
         next(_chunks(streamer, mode))
         return time.perf_counter() - start
@@ -89,11 +89,10 @@ def bench_rollout(
     unknown = set(modes) - set(MODES)
     if unknown:
         raise ConfigError(f"unknown rollout modes {sorted(unknown)}. Fix: choose among {MODES}")
-    scheme = scheme or Scheme(*cfg.scheme)
-    scale = cfg.rollout.guidance if guidance is None else float(guidance)
     if steps < 1 or warmup < 0:
         raise ConfigError(f"--steps {steps} --warmup {warmup}: need at least one timed step and warmup >= 0")
-    scheme.check_buffer(cfg.buffer.frames)
+    settings = StreamSettings(scheme=scheme, guidance=guidance).resolved(cfg)
+    scheme, scale = settings.scheme, settings.guidance
     peak, peak_source = peak_throughput(peak_tflops)
     flops = rollout_step_flops(cfg, scheme, scale)
     process_start = time.perf_counter()  # the cold first frame counts from here: build, compile, start
@@ -102,7 +101,7 @@ def bench_rollout(
     results: dict = {}
     cold_first_frame = None
     for mode in modes:
-        streamer = Streamer(model, PROMPT, scheme=scheme, guidance=scale)
+        streamer = Streamer(model, PROMPT, settings)
         stamps = []
         for chunk_index, _ in enumerate(_chunks(streamer, mode)):
             stamps.append(time.perf_counter())
@@ -115,7 +114,7 @@ def bench_rollout(
         results[mode] = {
             "step_ms": step,
             "video_fps": frames_per_chunk / seconds,
-            "first_frame_s": _first_chunk_s(model, mode, scheme, scale),
+            "first_frame_s": _first_chunk_s(model, mode, settings),
             "mfu": flops / seconds / peak,
             "traces": streamer.rollout.traces,
         }

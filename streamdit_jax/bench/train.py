@@ -63,7 +63,7 @@ def bench_train(cfg: Config, steps: int = 10, warmup: int = 2, peak_tflops: floa
     examples = SyntheticExamples(cfg)
     task = FlowTask(cfg, examples=examples)
     with tempfile.TemporaryDirectory(prefix="streamdit-bench-") as workdir:
-        trainer = Trainer(task, cfg.train, cfg.optimizer, mesh, cfg.mesh.rules, workdir, progress=False)
+        trainer = Trainer.for_stage(task, cfg, "teacher", workdir, mesh=mesh, progress=False)
         with trainer:
             batch = examples.batch(trainer.local_batch)
             step, first = time_calls(lambda: trainer.step(batch), jax.block_until_ready, steps, warmup)

@@ -260,10 +260,10 @@ def on_the_fly_encoders(cfg: Config) -> tuple[Autoencoder | None, TextEncoder | 
 def preset_vae(cfg: Config) -> Autoencoder:
     """The autoencoder of ``data.vae``, checked against the preset; when empty, an untrained one (with
     measured latent statistics, so that latents have unit scale) and a warning."""
-    from streamdit_jax.autoencoder import build_autoencoder, restore_matching_autoencoder
+    from streamdit_jax.autoencoder import build_autoencoder, restore_data_vae
 
     if cfg.data.vae:
-        return restore_matching_autoencoder(cfg.data.vae, cfg.autoencoder)
+        return restore_data_vae(cfg)
     from streamdit_jax.autoencoder.training import AutoencoderTask
 
     log.warning(

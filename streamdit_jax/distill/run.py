@@ -31,19 +31,16 @@ def distill_trainer(
     from streamdit_jax.stream import StreamModel
 
     StreamModel.load_config(teacher, cfg)  # a ConfigError unless the teacher is cfg.model
-    shape_free = {f: getattr(cfg.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
-    _, graphdef, params = restore_params(teacher, mesh, cfg.mesh.rules, model_overrides=shape_free)
+    overrides = ckpt.shape_free(cfg.model)
+    _, graphdef, params = restore_params(teacher, mesh, cfg.mesh.rules, model_overrides=overrides)
     task = DistillTask(cfg, graphdef, *(encoders or on_the_fly_encoders(cfg)))
-    return Trainer(
+    return Trainer.for_stage(
         task,
-        cfg.distill,
-        cfg.distill_optimizer,
-        mesh,
-        cfg.mesh.rules,
+        cfg,
+        "distill",
         workdir,
+        mesh=mesh,
         run_config=student_config(cfg),
-        section="distill",
-        seed=cfg.seed,
         resume=resume,
         progress=progress,
         initial=params,

@@ -13,26 +13,33 @@ asked for) and the frames where decoded chunks begin. All scores are in [0, 1] u
   the prompt's), ``motion`` (windows of ``MOTION_WINDOW`` seconds whose estimated motion is the prompt's);
 - consistency: ``identity`` (consecutive frames with objects, within a segment, keep their dominant
   colour) and ``size_stability`` (1 − coefficient of variation of the object's size within a segment);
-
-A score without evidence (e.g. shape while the object never clears the border) is NaN, and averages
-skip NaNs.
 - drift: points (x100) lost from the first third of the stream to the last, for adherence and
   consistency;
 - seam ratio: mean frame difference across chunk boundaries over the mean within chunks (1 = no seam);
 - switch response: chunks from a prompt switch until the new colour dominates a whole chunk's frames.
+
+A score without evidence (e.g. shape while the object never clears the border) is NaN, and averages
+skip NaNs.
+
+``METRICS`` lists them (and the streaming costs ``run.stream_and_score`` measures), one
+``registry.Metric`` each: ``evaluate``, the summary, eval.md, the demo's report.png and
+scripts/ablation_rows.py all read it. A new metric is a function of a ``Stream`` and an entry there.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 import math
-from collections.abc import Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from streamdit_jax.data.shapes import BOUNCE_SPEEDUP, COLOURS, MOTIONS, SHAPES, SPEED_RANGE
 from streamdit_jax.eval.detect import Detections, detect, to_unit
+from streamdit_jax.eval.registry import Metric, count_none, mean_of_all, median, scores_of
 
 MOTION_WINDOW = 2.0  # seconds per motion estimate
 STILL_SPEED = SPEED_RANGE[0] / 2  # image fractions per second: slower is "still"
@@ -186,37 +193,136 @@ def switch_responses(det: Detections, segments: Sequence[Segment], chunk_starts:
     return out
 
 
+@dataclasses.dataclass(eq=False)
+class Stream:
+    """What a ``frames`` metric's score is computed from: one stream (or a part of it: ``part``), the
+    detector's output on its frames, its prompt segments and the frames where its chunks begin; the
+    results several metrics share are computed once, when first asked for."""
+
+    det: Detections
+    fps: float
+    segments: Sequence[Segment]
+    chunk_starts: Sequence[int] = ()
+    frames: np.ndarray | None = None  # for the seams; a part has none
+
+    @functools.cached_property
+    def dominant(self) -> np.ndarray:
+        return self.det.dominant()
+
+    @functools.cached_property
+    def per_segment(self) -> list[dict[str, float]]:
+        return adherence(self.det, self.segments, self.fps)
+
+    @functools.cached_property
+    def consistency(self) -> dict[str, float]:
+        return consistency(self.det, self.segments)
+
+    @functools.cached_property
+    def seams(self) -> tuple[float, list[float]]:
+        return seam_ratios(self.frames, self.chunk_starts)
+
+    @functools.cached_property
+    def thirds(self) -> tuple[Stream, Stream]:
+        """Its first and last thirds (drift)."""
+        frames = len(self.dominant)
+        third = frames // 3
+        return self.part(0, third), self.part(frames - third, frames)
+
+    def part(self, a: int, b: int) -> Stream:
+        """Frames [a, b) and the segments overlapping them (without frames or chunks)."""
+        det = self.det._replace(**{k: v[a:b] for k, v in self.det._asdict().items()})
+        return Stream(det, self.fps, _clip(self.segments, a, b))
+
+
+class StreamRun(NamedTuple):
+    """What a ``streaming`` metric's score is computed from: how ``run.stream_and_score`` ran a stream."""
+
+    streamer: Any  # the stream.Streamer
+    began: float  # perf_counter() before the Streamer was built
+    chunk_times: list[float]  # perf_counter() as each decoded chunk arrived
+
+
+def presence(s: Stream) -> float:
+    return float((s.dominant >= 0).mean())
+
+
+def objects_per_frame(s: Stream) -> float:
+    counts = s.det.present.sum(axis=1)
+    return float(counts[counts > 0].mean()) if counts.any() else math.nan
+
+
+def adherence_of(factor: str) -> Callable[[Stream], float]:
+    """Colour, shape or motion adherence: the mean over segments (NaN without evidence)."""
+    return lambda s: _nanmean(seg[factor] for seg in s.per_segment)
+
+
+def drift_of(score: Callable[[Stream], float]) -> Callable[[Stream], float]:
+    """Points of ``score`` lost from the first third of the stream to the last."""
+    return lambda s: _drop(*(score(third) for third in s.thirds))
+
+
+def switch_response_chunks(s: Stream) -> list[int | None]:
+    return switch_responses(s.det, s.segments, s.chunk_starts) if s.chunk_starts else []
+
+
+def never_followed(summary: dict) -> str:
+    """The ablation rows' note after the switch response: how many switches were never followed."""
+    never = summary.get("switches_never_followed")
+    return f" ({never:g} never)" if never else ""
+
+
+def seconds_per_chunk(run: StreamRun) -> float:
+    """Steady state: the median interval between decoded chunks after the first."""
+    return float(np.median(np.diff(run.chunk_times))) if len(run.chunk_times) > 1 else math.nan
+
+
+# The metrics, in the summary's order: what each reader of the scores goes by (registry.Metric).
+METRICS = (
+    Metric("colour_adherence", adherence_of("colour"), path=("adherence", "colour"), kind="fraction",
+           label="colour adherence", target=">= 90%", column="colour", stream_column="colour"),
+    Metric("shape_adherence", adherence_of("shape"), path=("adherence", "shape"), kind="fraction",
+           label="shape adherence", target=">= 60%", column="shape", stream_column="shape"),
+    Metric("motion_adherence", adherence_of("motion"), path=("adherence", "motion"), kind="fraction",
+           label="motion adherence", target=">= 60%", column="motion", stream_column="motion"),
+    Metric("identity", lambda s: s.consistency["identity"], path=("consistency", "identity"),
+           kind="fraction", label="identity", target=">= 95%", column="identity", stream_column="identity"),
+    Metric("size_stability", lambda s: s.consistency["size_stability"],
+           path=("consistency", "size_stability"), kind="fraction", column="size stability"),
+    Metric("presence", presence, kind="fraction", column="presence"),
+    Metric("objects_per_frame", objects_per_frame, label="objects a frame (one asked)",
+           column="objects a frame"),
+    Metric("drift_presence_points", drift_of(presence), path=("drift_points", "presence"), summary=None),
+    Metric("drift_adherence_points", drift_of(lambda s: _mean_adherence(s.per_segment)),
+           path=("drift_points", "adherence"), kind="points", digits=1, label="drift (adherence points)",
+           target="|drift| <= 5", column="drift (points)", stream_column="drift (adh.)"),
+    Metric("drift_consistency_points", drift_of(lambda s: _mean(s.consistency)),
+           path=("drift_points", "consistency"), kind="points", digits=1),
+    Metric("seam_ratio", lambda s: s.seams[0], label="seam ratio", target="<= 1.3", column="seam ratio",
+           stream_column="seam ratio"),
+    Metric("switch_response_chunks", switch_response_chunks, summary=mean_of_all, digits=1,
+           label="switch response (chunks)", target="<= 2", column="switch response (chunks)",
+           remark=never_followed),
+    Metric("switches_never_followed", None, path=("switch_response_chunks",), summary=count_none),
+    Metric("forward_passes_per_chunk", lambda run: run.streamer.forward_passes_per_chunk, source="streaming"),
+    Metric("seconds_per_chunk", seconds_per_chunk, source="streaming"),
+    # From the Streamer's construction to the first decoded chunk (with the compilation when this model
+    # has not streamed yet); the median stream's, as the first stream also compiles.
+    Metric("startup_seconds", lambda run: run.chunk_times[0] - run.began, source="streaming", summary=median,
+           label="start-up (s, once per stream)", column="start-up (s)"),
+    Metric("startup_forward_passes", lambda run: run.streamer.startup_forward_passes, source="streaming"),
+)  # fmt: skip
+
+
 def evaluate(
     frames: np.ndarray, fps: float, segments: Sequence[Segment], chunk_starts: Sequence[int] = ()
 ) -> dict:
-    """Every metric of one stream; ``frames`` [T, H, W, 3] uint8 (or float in [-1, 1])."""
-    det = detect(frames)
-    per_segment = adherence(det, segments, fps)
-    third = len(frames) // 3
-    parts = {}
-    for name, (a, b) in {"first_third": (0, third), "last_third": (len(frames) - third, len(frames))}.items():
-        clipped = _clip(segments, a, b)
-        sub = det._replace(**{k: v[a:b] for k, v in det._asdict().items()})
-        parts[name] = {
-            "presence": float((sub.dominant() >= 0).mean()),
-            "adherence": _mean_adherence(adherence(sub, clipped, fps)),
-            "consistency": _mean(consistency(sub, clipped)),
-        }
-    seam, per_boundary = seam_ratios(frames, chunk_starts)
-    summary = {k: _nanmean([s[k] for s in per_segment]) for k in ("colour", "shape", "motion")}
-    counts = det.present.sum(axis=1)
+    """Every ``frames`` metric of one stream (``METRICS``), and its adherence per segment, seam ratio per
+    chunk boundary and segments; ``frames`` [T, H, W, 3] uint8 (or float in [-1, 1])."""
+    stream = Stream(detect(frames), fps, segments, chunk_starts, frames)
     return {
-        "presence": float((det.dominant() >= 0).mean()),
-        "objects_per_frame": float(counts[counts > 0].mean()) if counts.any() else math.nan,
-        "adherence": summary,
-        "adherence_per_segment": per_segment,
-        "consistency": consistency(det, segments),
-        "drift_points": {
-            k: _drop(parts["first_third"][k], parts["last_third"][k]) for k in parts["first_third"]
-        },
-        "seam_ratio": seam,
-        "seam_ratio_per_boundary": per_boundary,
-        "switch_response_chunks": switch_responses(det, segments, chunk_starts) if chunk_starts else [],
+        **scores_of(METRICS, "frames", stream),
+        "adherence_per_segment": stream.per_segment,
+        "seam_ratio_per_boundary": stream.seams[1],
         "segments": [
             {
                 "start": s.start,

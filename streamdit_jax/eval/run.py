@@ -23,10 +23,11 @@ from etils import epath
 from streamdit_jax.autoencoder import Autoencoder
 from streamdit_jax.config import ConfigError
 from streamdit_jax.data.shapes import COLOURS, MOTION_PHRASES, MOTIONS, SHAPE_WORDS, SHAPES, ShapesDataset
-from streamdit_jax.eval.metrics import Segment, evaluate
+from streamdit_jax.eval.metrics import METRICS, Segment, StreamRun, evaluate
+from streamdit_jax.eval.registry import scores_of
 from streamdit_jax.flow import Scheme
 from streamdit_jax.storage import workpath, write_with
-from streamdit_jax.stream import Streamer, StreamModel
+from streamdit_jax.stream import Streamer, StreamModel, StreamSettings
 
 # The start-up's (micro-steps, CFG scale); None: the checkpoint's rollout settings.
 StartUp = tuple[int | None, float | None]
@@ -162,9 +163,9 @@ def stream_and_score(
     (``model``) and, for a held-out scene, its true video's (``truth``) and the same through the model's
     autoencoder (``autoencoder``), each scored too (``truth`` and ``autoencoder`` in the metrics)."""
     began = time.perf_counter()
-    streamer = Streamer(model, prompt.schedule[0][1], scheme=scheme, guidance=guidance, seed=seed,
-                        schedule=prompt.schedule, startup_micro_steps=startup[0],
-                        startup_guidance=startup[1])  # fmt: skip
+    settings = StreamSettings(scheme=scheme, guidance=guidance, seed=seed, schedule=prompt.schedule,
+                              startup_micro_steps=startup[0], startup_guidance=startup[1])  # fmt: skip
+    streamer = Streamer(model, prompt.schedule[0][1], settings)
     wanted = round(seconds * streamer.fps)
     frames, starts, chunks, times = [], [], streamer.chunks(), []
     count = 0
@@ -184,12 +185,7 @@ def stream_and_score(
     scores = evaluate(video, streamer.fps, segments, starts)
     scores["prompts"] = [{"from_frame": start, "prompt": text} for start, text in used]
     scores["frames"] = len(video)
-    scores["forward_passes_per_chunk"] = streamer.forward_passes_per_chunk
-    # Steady state: the interval between decoded chunks after the first. Start-up: from the Streamer's
-    # construction to the first decoded chunk (with the compilation when this model has not streamed yet).
-    scores["seconds_per_chunk"] = float(np.median(np.diff(times))) if len(times) > 1 else math.nan
-    scores["startup_seconds"] = times[0] - began
-    scores["startup_forward_passes"] = streamer.startup_forward_passes
+    scores |= scores_of(METRICS, "streaming", StreamRun(streamer, began, times))
     videos = {"model": video}
     scores["truth"] = scores["autoencoder"] = None
     true = true_video(prompt, len(video), streamer.fps, model.cfg.data.resolution)
@@ -264,35 +260,10 @@ def _summary_of(results: dict[str, dict], key: str) -> dict[str, float] | None:
 
 
 def summarise(results: dict[str, dict]) -> dict[str, float]:
-    """Means over streams: adherence (colour, shape, motion), consistency, drift, seam ratio, response."""
-
-    def mean(values, reduce=np.mean):
-        values = [v for v in values if v is not None and not math.isnan(v)]
-        return float(reduce(values)) if values else math.nan
-
-    def median(values):
-        return mean(values, np.median)
-
-    r = list(results.values())
-    return {
-        "colour_adherence": mean(x["adherence"]["colour"] for x in r),
-        "shape_adherence": mean(x["adherence"]["shape"] for x in r),
-        "motion_adherence": mean(x["adherence"]["motion"] for x in r),
-        "identity": mean(x["consistency"]["identity"] for x in r),
-        "size_stability": mean(x["consistency"]["size_stability"] for x in r),
-        "presence": mean(x["presence"] for x in r),
-        "objects_per_frame": mean(x.get("objects_per_frame", math.nan) for x in r),
-        "drift_adherence_points": mean(x["drift_points"]["adherence"] for x in r),
-        "drift_consistency_points": mean(x["drift_points"]["consistency"] for x in r),
-        "seam_ratio": mean(x["seam_ratio"] for x in r),
-        "switch_response_chunks": mean(v for x in r for v in x["switch_response_chunks"]),
-        "switches_never_followed": sum(v is None for x in r for v in x["switch_response_chunks"]),
-        "forward_passes_per_chunk": mean(x.get("forward_passes_per_chunk", math.nan) for x in r),
-        "seconds_per_chunk": mean(x.get("seconds_per_chunk", math.nan) for x in r),
-        # The median stream's start-up: the first stream also compiles.
-        "startup_seconds": median(x.get("startup_seconds", math.nan) for x in r),
-        "startup_forward_passes": mean(x.get("startup_forward_passes", math.nan) for x in r),
-    }
+    """Every summarised metric of ``METRICS`` over the streams' scores (a mean, unless its entry says
+    otherwise), in its order."""
+    streams = list(results.values())
+    return {m.key: m.summarise(streams) for m in METRICS if m.summary is not None}
 
 
 def markdown(
@@ -306,21 +277,23 @@ def markdown(
     columns = [("model", summary), ("through the autoencoder", autoencoder_summary),
                ("true videos", truth_summary)]  # fmt: skip
     columns = [(name, values) for name, values in columns if values is not None]
-    header = "| metric | " + " | ".join(name for name, _ in columns) + " |"
-    lines = [header, "|---" * (1 + len(columns)) + "|"]
-    lines += [f"| {k} | " + " | ".join(f"{values[k]:.3f}" for _, values in columns) + " |" for k in summary]
-    lines += [
-        "",
-        "| stream | colour | shape | motion | identity | drift (adh.) | seam ratio |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    lines = _table("metric", [name for name, _ in columns])
+    for m in [m for m in METRICS if m.summary is not None]:
+        lines.append(_row(m.key, [m.fmt("summary").format(values[m.key]) for _, values in columns]))
+    per_stream = [m for m in METRICS if m.stream_column]
+    lines += ["", *_table("stream", [m.stream_column for m in per_stream])]
     for name, r in results.items():
-        a, c, d = r["adherence"], r["consistency"], r["drift_points"]
-        lines.append(
-            f"| {name} | {a['colour']:.2f} | {a['shape']:.2f} | {a['motion']:.2f} | {c['identity']:.2f} | "
-            f"{d['adherence']:.1f} | {r['seam_ratio']:.2f} |"
-        )
+        lines.append(_row(name, [m.fmt("stream").format(m.read(r)) for m in per_stream]))
     return "\n".join(lines) + "\n"
+
+
+def _table(first: str, columns: Sequence[str]) -> list[str]:
+    """A markdown table's header and rule."""
+    return [_row(first, columns), "|---" * (1 + len(columns)) + "|"]
+
+
+def _row(first: str, cells: Sequence[str]) -> str:
+    return f"| {first} | " + " | ".join(cells) + " |"
 
 
 def plot(results: dict[str, dict], strips: dict[str, list[np.ndarray]], out: epath.Path) -> None:
@@ -333,11 +306,7 @@ def plot(results: dict[str, dict], strips: dict[str, list[np.ndarray]], out: epa
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    for name, r in results.items():
-        edges = [p["from_frame"] for p in r["prompts"]] + [r["frames"]]
-        ax.stairs([s["colour"] for s in r["adherence_per_segment"]], edges, label=name)
-    ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
-    ax.legend(fontsize=6)
+    plot_colour_adherence(ax, results)
     fig.tight_layout()
     write_with(out / "adherence.png", lambda f: fig.savefig(f, format="png", dpi=100))
     plt.close(fig)
@@ -354,6 +323,15 @@ def plot(results: dict[str, dict], strips: dict[str, list[np.ndarray]], out: epa
     rows = [np.concatenate(list(frames), axis=1) for strip in strips.values() for frames in strip]
     strip = Image.fromarray(np.concatenate(rows, axis=0))
     write_with(out / "strips.png", lambda f: strip.save(f, format="PNG"))
+
+
+def plot_colour_adherence(ax, results: dict[str, dict]) -> None:
+    """Colour adherence per prompt segment of every stream, over its frames (adherence.png, report.png)."""
+    for name, r in results.items():
+        edges = [p["from_frame"] for p in r["prompts"]] + [r["frames"]]
+        ax.stairs([s["colour"] for s in r["adherence_per_segment"]], edges, label=name)
+    ax.set(xlabel="frame", ylabel="colour adherence per prompt", ylim=(-0.05, 1.05))
+    ax.legend(fontsize=6)
 
 
 def _jsonable(value):

@@ -10,7 +10,14 @@ from typing import Any
 from flax import nnx
 from jax.sharding import Mesh
 
-from streamdit_jax.checkpoint import SHAPE_FREE_FIELDS, expect_kind, latest_step, restore_config, restore_tree
+from streamdit_jax.checkpoint import (
+    SHAPE_FREE_FIELDS,
+    expect_kind,
+    latest_step,
+    restore_config,
+    restore_tree,
+    shape_free,
+)
 from streamdit_jax.config import ModelConfig
 from streamdit_jax.model.functional import abstract_model, param_shardings, single_device_mesh
 from streamdit_jax.sharding import DEFAULT_RULES
@@ -85,5 +92,4 @@ def initial_params(
             + f"\nFix: set these in the config (e.g. --config.{differ[0].split(':')[0]}=...), or start from "
             f"another checkpoint. Only {sorted(SHAPE_FREE_FIELDS)} may differ"
         )  # fmt: skip
-    shape_free = {name: getattr(model_cfg, name) for name in SHAPE_FREE_FIELDS}
-    return restore_params(directory, mesh, rules, model_overrides=shape_free)[2]
+    return restore_params(directory, mesh, rules, model_overrides=shape_free(model_cfg))[2]

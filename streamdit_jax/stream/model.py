@@ -19,7 +19,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from streamdit_jax import checkpoint as ckpt
-from streamdit_jax.autoencoder import Autoencoder, restore_matching_autoencoder
+from streamdit_jax.autoencoder import Autoencoder, restore_data_vae
 from streamdit_jax.autoencoder.tiny import TinyDecoder, restore_tiny_decoder
 from streamdit_jax.choices import DECODERS
 from streamdit_jax.config import Config, ConfigError, MeshConfig
@@ -45,13 +45,15 @@ def check_decoder(decoder: str, tiny_decoder: str | Path | None) -> None:
 
 
 def stream_autoencoder(cfg: Config) -> Autoencoder:
-    """The autoencoder checkpoint of ``data.vae``, checked against the preset's autoencoder."""
-    if not cfg.data.vae:
+    """The autoencoder checkpoint of ``data.vae``, checked against the preset's autoencoder; a stream
+    needs one."""
+    autoencoder = restore_data_vae(cfg)
+    if autoencoder is None:
         raise ConfigError(
             "config field 'data.vae' is empty: a stream decodes with the autoencoder its model's latents "
             "came from. Fix: pass --vae DIR (the `streamdit train-vae` checkpoint)"
         )
-    return restore_matching_autoencoder(cfg.data.vae, cfg.autoencoder)
+    return autoencoder
 
 
 @dataclasses.dataclass
@@ -108,8 +110,7 @@ class StreamModel:
         saved = ckpt.restore_config(checkpoint, step)
         if not isinstance(saved, type(config.model)):
             raise ConfigError(f"{checkpoint} holds a {type(saved).__name__} checkpoint, not a transformer's")
-        shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
-        if dataclasses.replace(saved, **shape_free) != config.model:
+        if dataclasses.replace(saved, **ckpt.shape_free(config.model)) != config.model:
             raise ConfigError(
                 f"config field 'model': the transformer in {checkpoint} is {saved}, the config asks for "
                 f"{config.model}. Fix: use the preset the checkpoint was trained with"
@@ -155,9 +156,8 @@ class StreamModel:
         autoencoder = stream_autoencoder(config)
         tiny = None if decoder == "full" else restore_tiny_decoder(tiny_decoder, autoencoder, config.data.vae)
         mesh = make_mesh(MeshConfig(shape=tuple(mesh_shape), rules=config.mesh.rules), jax.devices()[:size])
-        shape_free = {f: getattr(config.model, f) for f in ckpt.SHAPE_FREE_FIELDS}
         _, graphdef, params = restore_params(
-            checkpoint, mesh, config.mesh.rules, step, model_overrides=shape_free, ema=ema
+            checkpoint, mesh, config.mesh.rules, step, model_overrides=ckpt.shape_free(config.model), ema=ema
         )
         text_encoder = build_encoder(config.text)
         path = str(workpath(tiny_decoder)) if tiny else ""

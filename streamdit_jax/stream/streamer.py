@@ -1,4 +1,4 @@
-"""Streamer: one stream of decoded video, driven by commands (prompt, pause, seed, CFG, strength, stop).
+"""Streamer: one stream of decoded video under StreamSettings, driven by live commands (stream/commands.py).
 
 The DiT runs one jitted :class:`Rollout` step per emitted chunk and the VAE's streaming decoder turns the
 chunk into frames. A stream has one owner thread (started by :meth:`Streamer.open`, the context manager
@@ -29,15 +29,27 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from streamdit_jax.config import Config, ConfigError
+from streamdit_jax.config import ConfigError
 from streamdit_jax.flow import Scheme
 from streamdit_jax.storage import workpath
+from streamdit_jax.stream.commands import (
+    Command,
+    Pause,
+    Restart,
+    Resume,
+    SetGuidance,
+    SetInput,
+    SetMicroSteps,
+    SetPrompt,
+    SetScheme,
+    SetStrength,
+)
 from streamdit_jax.stream.model import StreamModel
 from streamdit_jax.stream.rollout import Conditioning, StreamState
+from streamdit_jax.stream.settings import StreamSettings
 from streamdit_jax.stream.video import InputVideo, LiveInput
 
 log = logging.getLogger(__name__)
-LOOKAHEAD = 2  # chunks dispatched ahead of the one being handed out (throughput); 0 for live latency
 _END = object()  # the owner thread's last item
 
 
@@ -67,111 +79,56 @@ class PromptChange:
 
 
 class Streamer:
-    """One stream of decoded frames (uint8 [H, W, 3]) of a :class:`StreamModel` or checkpoint directory.
-
-    ``scheme`` defaults to the config's rollout (K, N, c, s); ``guidance`` to ``rollout.guidance`` (1 =
-    no guidance, one forward pass per micro-step; otherwise two, as one doubled batch).
-    ``startup_micro_steps`` and ``startup_guidance`` (default: ``rollout``'s, else s and ``guidance``)
-    set the first buffer's denoise. ``schedule`` is a list of (seconds, prompt): an entry takes over at
-    the step that emits the frame at its time, and a live :meth:`set_prompt` holds until the next entry.
-    With ``input_video`` (a file or :class:`InputVideo`, or a :class:`LiveInput`) the stream is
-    video-to-video (SDEdit): the input is encoded as it is read and every chunk enters the buffer noised
-    to ``strength``; the stream ends with the input (with ``keep_alive``, it goes on as text-to-video).
+    """One stream of decoded frames (uint8 [H, W, 3]) of a :class:`StreamModel`, from ``prompt``, under
+    ``settings`` (:class:`StreamSettings`: scheme, guidance, seed, start-up, schedule, input, pacing;
+    their defaults are the model config's and they are checked before anything is compiled).
 
     Consumers: iterate frames (``for frame in streamer``), decoded chunks (:meth:`chunks`), chunk records
-    (:meth:`next_chunk`), or drive :meth:`latent_chunks` on their own thread. ``lookahead`` sets how many
-    chunks the DiT runs ahead of the decoder; with ``paced`` the owner dispatches a step only when a
-    consumer asked for it (:meth:`request`), so that live commands reach the earliest chunk. ``close()``
-    (or leaving the ``with`` block) stops the owner thread and frees the stream's device arrays.
-    ``config``, ``vae``, ``mesh_shape``, ``ema``, ``decoder`` and ``tiny_decoder`` go to
-    :meth:`StreamModel.restore` when ``model`` is a checkpoint directory (a StreamModel brings its own
-    decoder); every argument is checked before the model is restored or anything compiled.
+    (:meth:`next_chunk`), or drive :meth:`latent_chunks` on their own thread. Live commands
+    (stream/commands.py) go in through :meth:`send` (or its shorthands :meth:`set_prompt`, :meth:`pause`,
+    ...) from any thread. ``close()`` (or leaving the ``with`` block) stops the owner thread and frees
+    the stream's device arrays.
     """
 
-    def __init__(
-        self,
-        model: StreamModel | str | Path,
-        prompt: str = "",
-        *,
-        scheme: Scheme | None = None,
-        guidance: float | None = None,
-        startup_micro_steps: int | None = None,
-        startup_guidance: float | None = None,
-        seed: int = 0,
-        schedule: Sequence[tuple[float, str]] = (),
-        input_video: str | Path | InputVideo | LiveInput | None = None,
-        strength: float = 0.7,
-        config: Config | None = None,
-        vae: str | Path | None = None,
-        mesh_shape: Sequence[int] = (1, 1, 1, 1),
-        ema: bool = True,
-        decoder: str = "full",
-        tiny_decoder: str | Path | None = None,
-        lookahead: int = LOOKAHEAD,
-        paced: bool = False,
-        keep_alive: bool = False,
-    ):
-        cfg = model.cfg if isinstance(model, StreamModel) else StreamModel.load_config(model, config)
-        self.cfg = cfg
-        self.scheme = self._checked_scheme(scheme or Scheme(*cfg.scheme))
-        self.guidance = _checked_scale(cfg.rollout.guidance if guidance is None else guidance)
-        if startup_guidance is None:
-            startup_guidance = cfg.rollout.startup_guidance
-        self.startup_guidance = _checked_scale(
-            self.guidance if startup_guidance is None else startup_guidance, "start-up cfg scale"
-        )
-        startup = startup_micro_steps
-        if startup is None:
-            startup = cfg.rollout.startup_micro_steps or self.scheme.micro_steps
-        if startup < 1:
-            raise ConfigError(f"start-up micro-steps {startup} < 1. Fix: use a whole number >= 1, e.g. 16")
-        self.startup_micro_steps = int(startup)
-        self.strength = _checked_strength(strength)
-        if lookahead < 0 or (paced and lookahead):
-            raise ConfigError(
-                f"lookahead {lookahead} (paced={paced}): need >= 0, and 0 when paced. Fix: lookahead=0 for "
-                "a paced (live) stream, e.g. 2 otherwise"
-            )
-        if isinstance(input_video, str | Path):
-            input_video = InputVideo(input_video, cfg)
-        self.input = input_video
-        if not isinstance(model, StreamModel):  # restore() checks the decoder before anything is read
-            model = StreamModel.restore(
-                model, cfg, vae, mesh_shape, ema, decoder=decoder, tiny_decoder=tiny_decoder
-            )
-        self.model = model
-        self.seed, self.fps = int(seed), cfg.data.fps
-        self.lookahead, self.paced, self.keep_alive = lookahead, paced, keep_alive
-        self.schedule = sorted((float(at), str(text)) for at, text in schedule)
-        self._schedule_times = [at for at, _ in self.schedule]
-        self.latent_shape = (*cfg.latent_grid[1:], cfg.model.latent_channels)  # (h, w, C)
-        self.rollout = self.model.rollout(self.scheme, self.startup_micro_steps)
-        self._replicated = NamedSharding(self.model.mesh, PartitionSpec())
-        self._null = None
+    def __init__(self, model: StreamModel, prompt: str = "", settings: StreamSettings | None = None):
+        self.model, self.cfg, self.fps = model, model.cfg, model.cfg.data.fps
+        self.settings = (settings or StreamSettings()).resolved(model.cfg)
+        self.latent_shape = (*self.cfg.latent_grid[1:], self.cfg.model.latent_channels)  # (h, w, C)
+        self._replicated = NamedSharding(model.mesh, PartitionSpec())  # the stream's device arrays
+        self._null = None  # the empty prompt's encoding, once guidance needs it
+        self._take_settings(self.settings)
+        self._reset_counters()
+        self._open_channels(self.settings.lookahead)
+        self._take_prompt(prompt, time.perf_counter())
+
+    def _take_settings(self, settings: StreamSettings) -> None:
+        """What commands change, as the settings set it: scheme (and rollout), guidance, seed, strength,
+        input, pause."""
+        self.scheme, self.guidance, self.seed = settings.scheme, settings.guidance, settings.seed
+        self.strength, self.input = settings.strength, settings.input_video
+        if isinstance(self.input, str | Path):
+            self.input = InputVideo(self.input, self.cfg)
+        self.rollout = self.model.rollout(self.scheme, settings.startup_micro_steps)
+        self.paused = False
+
+    def _reset_counters(self) -> None:
+        """The stream's and its first run's counters and logs."""
         self.steps = 0  # stream steps dispatched in this run (one per emitted chunk)
         self.runs = 0  # restarts so far
-        self.paused = False
         self.prompts: list[PromptChange] = []  # every prompt taken, in order
         self.prompt_log: list[tuple[int, str]] = []  # (first step, prompt) of this run's prompts
+        self._schedule_times = [at for at, _ in self.settings.schedule]
+        self._schedule_taken = 0
+        self._restart = self._started = False
+        self._handed_out = 0
+
+    def _open_channels(self, lookahead: int) -> None:
+        """The owner thread's inputs (commands, demand, stop) and output (decoded chunks)."""
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._out: queue.Queue = queue.Queue(maxsize=max(1, lookahead))
         self._credits = threading.Semaphore(0)
         self._stop = threading.Event()
-        self._restart = False
-        self._started = False
         self._thread: threading.Thread | None = None
-        self._handed_out = 0
-        self._schedule_taken = 0
-        self._take_prompt(prompt, time.perf_counter())
-
-    # -- settings, checked on the caller's thread ---------------------------------------------------
-
-    def _checked_scheme(self, scheme: Scheme) -> Scheme:
-        scheme.check_buffer(self.cfg.buffer.frames)
-        trained = (*self.cfg.buffer.chunk_sizes, self.cfg.buffer.denoised_frames)
-        if scheme.chunk_frames not in trained:
-            log.warning("chunk size c=%d is not among the trained ones %s", scheme.chunk_frames, trained)
-        return scheme
 
     @property
     def guided(self) -> bool:
@@ -186,80 +143,98 @@ class Streamer:
     def startup_forward_passes(self) -> int:
         """Model evaluations of the first buffer: N·s' (twice with guidance), once per stream."""
         rounds = self.scheme.chunks if self.scheme.reference else self.scheme.chunks - 1
-        return rounds * self.startup_micro_steps * (2 if self.startup_guidance != 1.0 else 1)
+        guided = self.settings.startup_guidance != 1.0
+        return rounds * self.settings.startup_micro_steps * (2 if guided else 1)
 
     @property
     def prompt(self) -> str:
         """The prompt of the step dispatched last (or next, before the stream starts)."""
         return self.prompts[-1].text
 
-    # -- commands: from any thread, applied by the stream between steps --------------------------------
+    # -- commands: sent from any thread, applied by the stream between steps ---------------------------
+
+    def send(self, command: Command) -> None:
+        """Queues a live command (stream/commands.py): checked here, on the caller's thread (a bad value
+        raises here), applied by the owner thread before its next step."""
+        if type(command) not in _APPLY:
+            raise TypeError(f"{command!r} is not a live command of a stream (stream/commands.py)")
+        if self._stop.is_set():
+            raise RuntimeError("this Streamer is closed")
+        command.check(self.cfg)
+        self._commands.put((command, time.perf_counter()))
+
+    # Shorthands, one command each (stream/commands.py says what each does).
 
     def set_prompt(self, prompt: str) -> None:
-        """Conditions every step dispatched after this command is applied on ``prompt`` (no recompilation);
-        it holds until the schedule's next entry."""
-        self._send("prompt", str(prompt))
+        self.send(SetPrompt(str(prompt)))
 
     def pause(self) -> None:
-        """Stops dispatching steps (after the chunks in flight) until :meth:`resume`."""
-        self._send("pause", True)
+        self.send(Pause())
 
     def resume(self) -> None:
-        self._send("pause", False)
+        self.send(Resume())
 
     def restart(self, seed: int | None = None) -> None:
-        """A new run from a new first buffer (seed: this one, or ``seed``); the prompt stays."""
-        self._send("restart", self.seed if seed is None else int(seed))
+        self.send(Restart(seed))
 
     def set_guidance(self, scale: float) -> None:
-        """Guidance of the following steps (the first switch between off and on compiles a program)."""
-        self._send("guidance", _checked_scale(scale))
+        self.send(SetGuidance(scale))
 
     def set_scheme(self, scheme: Scheme) -> None:
-        """Restarts with ``scheme`` (e.g. other micro-steps); its rollout compiles once per model."""
-        self._send("scheme", self._checked_scheme(scheme))
+        self.send(SetScheme(scheme))
 
     def set_strength(self, strength: float) -> None:
-        """Video-to-video strength; a video-to-video stream restarts (a file input from its beginning)."""
-        self._send("strength", _checked_strength(strength))
+        self.send(SetStrength(strength))
 
     def set_input(self, video: InputVideo | LiveInput | None, strength: float | None = None) -> None:
-        """Restarts as video-to-video of ``video`` (None: text-to-video)."""
-        self._send("input", (video, None if strength is None else _checked_strength(strength)))
+        self.send(SetInput(video, strength))
 
     def request(self, chunks: int = 1) -> None:
         """With ``paced``: allows the owner to dispatch ``chunks`` more steps."""
         for _ in range(chunks):
             self._credits.release()
 
-    def _send(self, name: str, value: Any) -> None:
-        if self._stop.is_set():
-            raise RuntimeError("this Streamer is closed")
-        self._commands.put((name, value, time.perf_counter()))
-
     def _apply_commands(self) -> None:
         while True:
             try:
-                name, value, received = self._commands.get_nowait()
+                command, received = self._commands.get_nowait()
             except queue.Empty:
                 return
-            if name == "prompt":
-                self._take_prompt(value, received)
-            elif name == "pause":
-                self.paused = value
-            elif name == "guidance":
-                self.guidance = value
-                self._cond = self._conditioning(*self._text, value)
-            elif name == "restart":
-                self.seed, self._restart = value, True
-            elif name == "scheme":
-                self.scheme, self._restart = value, True
-                self.rollout = self.model.rollout(value, self.startup_micro_steps)
-            elif name == "strength":  # a restart only when there is an input to restyle
-                self.strength, self._restart = value, self._restart or self.input is not None
-            elif name == "input":
-                self.input, self._restart = value[0], True
-                self.strength = self.strength if value[1] is None else value[1]
+            _APPLY[type(command)](self, command, received)
+
+    # How each command changes the stream (_APPLY, after the class), on the owner thread.
+
+    def _on_prompt(self, command: SetPrompt, received: float) -> None:
+        self._take_prompt(command.text, received)
+
+    def _on_pause(self, command: Pause, received: float) -> None:
+        self.paused = True
+
+    def _on_resume(self, command: Resume, received: float) -> None:
+        self.paused = False
+
+    def _on_restart(self, command: Restart, received: float) -> None:
+        self.seed = self.seed if command.seed is None else int(command.seed)
+        self._restart = True
+
+    def _on_guidance(self, command: SetGuidance, received: float) -> None:
+        self.guidance = float(command.scale)
+        self._cond = self._conditioning(*self._text, self.guidance)
+
+    def _on_scheme(self, command: SetScheme, received: float) -> None:
+        self.scheme, self._restart = command.scheme, True
+        self.rollout = self.model.rollout(command.scheme, self.settings.startup_micro_steps)
+
+    def _on_micro_steps(self, command: SetMicroSteps, received: float) -> None:
+        self._on_scheme(SetScheme(dataclasses.replace(self.scheme, micro_steps=command.value)), received)
+
+    def _on_strength(self, command: SetStrength, received: float) -> None:
+        """A restart only when there is an input to restyle."""
+        self.strength, self._restart = float(command.value), self._restart or self.input is not None
+
+    def _on_input(self, command: SetInput, received: float) -> None:
+        self.input, self._restart = command.video, True
+        self.strength = self.strength if command.strength is None else float(command.strength)
 
     def _take_prompt(self, prompt: str, received: float) -> None:
         if self.prompts and prompt == self.prompt:
@@ -322,18 +297,18 @@ class Streamer:
     def _next_step_allowed(self) -> bool:
         """Waits for demand (``paced``) and for resume, applying commands; False to end the run."""
         while True:
-            if self.paced and not self._stop.is_set():
+            if self.settings.paced and not self._stop.is_set():
                 while not self._credits.acquire(timeout=0.05) and not self._stop.is_set():
                     pass
             self._apply_commands()
             self._follow_schedule()
             if self._stop.is_set() or self._restart:
-                if self.paced:
+                if self.settings.paced:
                     self._credits.release()  # the demand carries over to the next run
                 return False
             if not self.paused:
                 return True
-            if self.paced:
+            if self.settings.paced:
                 self._credits.release()  # the demand stays for after the pause
             time.sleep(0.02)
 
@@ -358,7 +333,7 @@ class Streamer:
             self._input_latents = self.scheme.frames  # latent frames of the input read so far
         strength = 1.0 if self.input is None else self.strength
         key = self._put(jax.random.key(self.seed))
-        cond = self._conditioning(*self._text, self.startup_guidance)
+        cond = self._conditioning(*self._text, self.settings.startup_guidance)
         self._dispatched = time.perf_counter()
         return self.rollout.start(self.model.params, cond, key, self.latent_shape, initial, strength)
 
@@ -383,7 +358,7 @@ class Streamer:
         due = bisect.bisect_right(self._schedule_times, time_s)
         if due > self._schedule_taken:
             self._schedule_taken = due
-            self._take_prompt(self.schedule[due - 1][1], time.perf_counter())
+            self._take_prompt(self.settings.schedule[due - 1][1], time.perf_counter())
 
     def _new_run(self) -> None:
         self.runs += 1
@@ -410,7 +385,7 @@ class Streamer:
                 if self._stop.is_set():
                     break
                 if not self._restart:  # the input ended
-                    if not (self.keep_alive and self.input is not None):
+                    if not (self.settings.keep_alive and self.input is not None):
                         break
                     self.input = None
                 self._new_run()
@@ -434,7 +409,8 @@ class Streamer:
             self._handed_out += 1
             self._emit(chunk)
 
-        pool = ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode") if self.lookahead else None
+        lookahead = self.settings.lookahead
+        pool = ThreadPoolExecutor(1, thread_name_prefix="streamdit-decode") if lookahead else None
         pending: collections.deque = collections.deque()
         try:
             for latents in self.latent_chunks():
@@ -444,7 +420,7 @@ class Streamer:
                     hand_out(meta, decode(latents))
                     continue
                 pending.append((meta, pool.submit(decode, latents)))
-                while len(pending) > self.lookahead:
+                while len(pending) > lookahead:
                     hand_out(*_result(pending.popleft()))
             while pending and not self._stop.is_set():
                 hand_out(*_result(pending.popleft()))
@@ -537,29 +513,28 @@ def warm_up(
     first viewer)."""
     began = time.perf_counter()
     for scale in dict.fromkeys(float(s) for s in guidances):
-        with Streamer(model, "", scheme=scheme, guidance=scale) as streamer:
+        with Streamer(model, "", StreamSettings(scheme=scheme, guidance=scale)) as streamer:
             for _ in range(chunks):
                 streamer.next_chunk()
     return time.perf_counter() - began
 
 
+_APPLY = {
+    SetPrompt: Streamer._on_prompt,
+    Pause: Streamer._on_pause,
+    Resume: Streamer._on_resume,
+    Restart: Streamer._on_restart,
+    SetGuidance: Streamer._on_guidance,
+    SetScheme: Streamer._on_scheme,
+    SetMicroSteps: Streamer._on_micro_steps,
+    SetStrength: Streamer._on_strength,
+    SetInput: Streamer._on_input,
+}
+
+
 def _result(item: tuple[dict, Any]) -> tuple[dict, np.ndarray]:
     meta, future = item
     return meta, future.result()
-
-
-def _checked_scale(scale: float, name: str = "cfg scale") -> float:
-    scale = float(scale)
-    if not np.isfinite(scale) or scale < 0:
-        raise ConfigError(f"{name} {scale} is negative or not a number. Fix: 1 (off) or more, e.g. 3")
-    return scale
-
-
-def _checked_strength(strength: float) -> float:
-    strength = float(strength)
-    if not 0.0 < strength <= 1.0:
-        raise ConfigError(f"strength {strength} is not in (0, 1]. Fix: e.g. 0.7 (1 ignores the input)")
-    return strength
 
 
 @jax.jit

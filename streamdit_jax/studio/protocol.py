@@ -1,4 +1,6 @@
-"""The studio's WebSocket messages: the checks on what a page sends, and the binary frame format.
+"""The studio's WebSocket messages: what a page sends, checked and parsed once into the stream's live
+commands (stream/commands.py) or the page's own messages (:class:`Start`, ...); and the binary frame
+format.
 
 A frame is one binary message: a uint32 (big-endian) header length, the UTF-8 JSON header
 ``{"frame", "chunk", "prompt_id", "mime"}``, then the JPEG or PNG bytes.
@@ -6,13 +8,27 @@ A frame is one binary message: a uint32 (big-endian) header length, the UTF-8 JS
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
+import typing
+from types import NoneType
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from streamdit_jax.stream.commands import (
+    Command,
+    Pause,
+    Restart,
+    Resume,
+    SetGuidance,
+    SetMicroSteps,
+    SetPrompt,
+    SetStrength,
+)
 
 FORMATS = {"jpeg": "image/jpeg", "png": "image/png"}
 JPEG_QUALITY = 90
@@ -22,31 +38,79 @@ class BadMessage(ValueError):
     """A message the page should not have sent; the text goes back to it as an error notice."""
 
 
-# type -> {field: (python types, required)}
-_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
-    "start": {
-        "prompt": ((str,), False),
-        "seed": ((int,), False),
-        "format": ((str,), False),
-        "schedule": ((list,), False),
-        "guidance": ((int, float), False),
-        "micro_steps": ((int,), False),
-    },
-    "prompt": {"text": ((str,), True)},
-    "pause": {},
-    "resume": {},
-    "restart": {"seed": ((int,), False)},
-    "guidance": {"scale": ((int, float), True)},
-    "micro_steps": {"value": ((int,), True)},
-    "strength": {"value": ((int, float), True)},
-    "record": {"on": ((bool,), True)},
-    "webcam": {"on": ((bool,), True)},
-    "text2video": {},
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Starts the session's stream: its prompt and/or prompt schedule, seed, frame format, guidance scale
+    (None: the model's) and micro-steps (None: the scheme's)."""
+
+    prompt: str = ""
+    seed: int = 0
+    format: str = "jpeg"
+    schedule: list = dataclasses.field(default_factory=list)  # [{"at": seconds, "prompt": text}, ...]
+    guidance: float | None = None
+    micro_steps: int | None = None
+
+    def __post_init__(self):
+        if self.format not in FORMATS:
+            raise BadMessage(f"unknown frame format {self.format[:20]!r}; use jpeg or png")
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Starts (``on``) or ends the recording; an ended one is offered for download."""
+
+    on: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Webcam:
+    """Video-to-video from the page's camera frames (binary messages) on, or off."""
+
+    on: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class TextToVideo:
+    """Back to text-to-video (from the webcam or an uploaded clip)."""
+
+
+# The page's messages by "type": the stream's live commands (stream/commands.py) and the page's own.
+# A message's other JSON fields are its class's fields, of the types its annotations name.
+MESSAGES: dict[str, type] = {
+    "start": Start,
+    "prompt": SetPrompt,
+    "pause": Pause,
+    "resume": Resume,
+    "restart": Restart,
+    "guidance": SetGuidance,
+    "micro_steps": SetMicroSteps,
+    "strength": SetStrength,
+    "record": Record,
+    "webcam": Webcam,
+    "text2video": TextToVideo,
 }
+Message = Start | Record | Webcam | TextToVideo | Command
 
 
-def parse_message(text: str) -> dict[str, Any]:
-    """A control message, checked: its type is known and its fields have the right types."""
+def _json_fields(cls: type) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """{field: (the JSON values it takes as Python types, required)} of a message class: a float field
+    takes an int too, an ``X | None`` one X."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for field in dataclasses.fields(cls):
+        hint = hints[field.name]
+        types = tuple(t for t in typing.get_args(hint) or (hint,) if t is not NoneType)
+        required = field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+        fields[field.name] = ((int, float) if types == (float,) else types, required)
+    return fields
+
+
+_FIELDS = {kind: _json_fields(cls) for kind, cls in MESSAGES.items()}
+
+
+def parse_message(text: str) -> Message:
+    """A control message, checked (its type is known and its fields have the right types) and made into
+    its class."""
     try:
         message = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -54,8 +118,8 @@ def parse_message(text: str) -> dict[str, Any]:
     if not isinstance(message, dict) or not isinstance(message.get("type"), str):
         raise BadMessage('malformed message: expected a JSON object with a "type"')
     kind = message["type"]
-    if kind not in _FIELDS:
-        raise BadMessage(f"unknown message type {kind[:40]!r}; known: {', '.join(_FIELDS)}")
+    if kind not in MESSAGES:
+        raise BadMessage(f"unknown message type {kind[:40]!r}; known: {', '.join(MESSAGES)}")
     for field, (types, required) in _FIELDS[kind].items():
         if field not in message:
             if required:
@@ -65,9 +129,12 @@ def parse_message(text: str) -> dict[str, Any]:
         if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
             names = " or ".join(t.__name__ for t in types)
             raise BadMessage(f"malformed {kind!r} message: {field!r} must be {names}")
-    if kind == "start" and message.get("format", "jpeg") not in FORMATS:
-        raise BadMessage(f"unknown frame format {message['format'][:20]!r}; use jpeg or png")
-    return message
+    return MESSAGES[kind](**{field: message[field] for field in _FIELDS[kind] if field in message})
+
+
+def message_type(message: Message) -> str:
+    """The "type" of a message's JSON."""
+    return next(kind for kind, cls in MESSAGES.items() if isinstance(message, cls))
 
 
 def parse_schedule(items: list) -> list[tuple[float, str]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import shutil
 import statistics
@@ -26,14 +27,35 @@ from typing import Any
 
 from streamdit_jax.data import DataError
 from streamdit_jax.flow import Scheme
-from streamdit_jax.stream import Chunk, InputVideo, LiveInput, Streamer, StreamModel, VideoSink
+from streamdit_jax.stream import (
+    Chunk,
+    Command,
+    InputVideo,
+    LiveInput,
+    Pause,
+    Resume,
+    SetInput,
+    SetMicroSteps,
+    SetPrompt,
+    SetStrength,
+    Streamer,
+    StreamModel,
+    StreamSettings,
+    VideoSink,
+)
 from streamdit_jax.studio.protocol import (
     FORMATS,
     BadMessage,
+    Message,
+    Record,
+    Start,
+    TextToVideo,
+    Webcam,
     decode_image,
     encode_image,
     fit_prompt,
     frame_message,
+    message_type,
     parse_schedule,
 )
 
@@ -88,45 +110,39 @@ class Session:
 
     # -- the page's messages --------------------------------------------------------------------------
 
-    async def handle(self, message: dict[str, Any]) -> None:
-        kind = message["type"]
-        if kind == "start":
-            await self._start(message)
-            return
-        if self.streamer is None:
-            raise BadMessage(f"{kind!r} before 'start': send start first")
-        streamer = self.streamer
-        if kind == "prompt":
-            streamer.set_prompt(await self._checked_prompt(message["text"]))
-        elif kind == "pause":
-            streamer.pause()
-            self._cancel_request()
-        elif kind == "resume":
-            streamer.resume()
-            self._request_soon(0.0)
-        elif kind == "restart":
-            streamer.restart(message.get("seed"))
-        elif kind == "guidance":
-            streamer.set_guidance(message["scale"])
-        elif kind == "micro_steps":
-            if message["value"] not in self.micro_steps_choices:
-                raise BadMessage(
-                    f"micro-steps {message['value']}: choose one of {list(self.micro_steps_choices)}"
-                )
-            scheme = streamer.scheme
-            streamer.set_scheme(
-                Scheme(scheme.reference, scheme.chunks, scheme.chunk_frames, message["value"])
-            )
-        elif kind == "strength":
-            streamer.set_strength(message["value"])
-            self.strength = float(message["value"])
-        elif kind == "record":
-            await self._record(message["on"])
-        elif kind == "webcam":
-            await self._set_webcam(message["on"])
-        elif kind == "text2video":
-            await self._set_webcam(False)
-            streamer.set_input(None)
+    async def handle(self, message: Message) -> None:
+        """A page's message (protocol.parse_message): the session's step for it, if it has one
+        (``_HANDLERS``), else the live command straight to the stream."""
+        if self.streamer is None and not isinstance(message, Start):
+            raise BadMessage(f"{message_type(message)!r} before 'start': send start first")
+        await _HANDLERS.get(type(message), Session._send)(self, message)
+
+    async def _send(self, command: Command) -> None:
+        self.streamer.send(command)
+
+    async def _prompt(self, command: SetPrompt) -> None:
+        self.streamer.send(SetPrompt(await self._checked_prompt(command.text)))
+
+    async def _pause(self, command: Pause) -> None:
+        self.streamer.send(command)
+        self._cancel_request()
+
+    async def _resume(self, command: Resume) -> None:
+        self.streamer.send(command)
+        self._request_soon(0.0)
+
+    async def _micro_steps(self, command: SetMicroSteps) -> None:
+        if command.value not in self.micro_steps_choices:
+            raise BadMessage(f"micro-steps {command.value}: choose one of {list(self.micro_steps_choices)}")
+        self.streamer.send(command)
+
+    async def _strength(self, command: SetStrength) -> None:
+        self.streamer.send(command)
+        self.strength = float(command.value)
+
+    async def _text_to_video(self, message: TextToVideo) -> None:
+        await self._set_webcam(False)
+        self.streamer.send(SetInput(None))
 
     async def _checked_prompt(self, text: str) -> str:
         text = " ".join(text.split())
@@ -140,24 +156,24 @@ class Session:
             )
         return fitted
 
-    async def _start(self, message: dict) -> None:
+    async def _start(self, message: Start) -> None:
         if self.streamer is not None:
             raise BadMessage("this session has started already: use restart")
-        prompt = message.get("prompt") or ""
-        prompt = await self._checked_prompt(prompt) if prompt.strip() else ""
-        self.format = message.get("format", "jpeg")
+        prompt = await self._checked_prompt(message.prompt) if message.prompt.strip() else ""
+        self.format = message.format
         scheme = Scheme(*self.model.cfg.scheme)
-        if "micro_steps" in message:
-            if message["micro_steps"] not in self.micro_steps_choices:
+        if message.micro_steps is not None:
+            if message.micro_steps not in self.micro_steps_choices:
                 raise BadMessage(f"micro-steps: choose one of {list(self.micro_steps_choices)}")
-            scheme = Scheme(scheme.reference, scheme.chunks, scheme.chunk_frames, message["micro_steps"])
-        schedule = parse_schedule(message.get("schedule", []))
+            scheme = dataclasses.replace(scheme, micro_steps=message.micro_steps)
+        schedule = parse_schedule(message.schedule)
         if not prompt and not schedule:
             raise BadMessage("the prompt is empty: type what the video should show, then Enter")
-        self.streamer = await asyncio.to_thread(
-            Streamer, self.model, prompt or schedule[0][1], scheme=scheme, guidance=message.get("guidance"),
-            seed=message.get("seed", 0), schedule=schedule, lookahead=0, paced=True, keep_alive=True,
+        settings = StreamSettings(
+            scheme=scheme, guidance=message.guidance, seed=message.seed, schedule=schedule, lookahead=0,
+            paced=True, keep_alive=True,
         )  # fmt: skip
+        self.streamer = await asyncio.to_thread(Streamer, self.model, prompt or schedule[0][1], settings)
         self._relay = threading.Thread(
             target=self._relay_chunks, name=f"studio-relay-{self.id[:8]}", daemon=True
         )
@@ -169,13 +185,13 @@ class Session:
         ]
         self.streamer.request()
 
-    async def _record(self, on: bool) -> None:
-        if on and self._recorder is None:
+    async def _record(self, message: Record) -> None:
+        if message.on and self._recorder is None:
             self._recordings += 1
             path = self.dir / f"recording-{self._recordings}.mp4"
             self._recorder = await asyncio.to_thread(VideoSink, self.fps, path)
             await self.send_json({"type": "recording", "state": "on", "url": None, "frames": 0})
-        elif not on and self._recorder is not None:
+        elif not message.on and self._recorder is not None:
             recorder, self._recorder = self._recorder, None
             await asyncio.to_thread(self._close_recorder, recorder)
             url = f"/record/{self.id}/{self._recordings}.mp4"
@@ -191,14 +207,17 @@ class Session:
         path = self.dir / f"recording-{number}.mp4"
         return path if path.is_file() and (self._recorder is None or number < self._recordings) else None
 
+    async def _webcam_message(self, message: Webcam) -> None:
+        await self._set_webcam(message.on)
+
     async def _set_webcam(self, on: bool) -> None:
         if on and self._webcam is None:
             self._webcam = LiveInput(self.model.cfg)
-            self.streamer.set_input(self._webcam, self.strength)
+            self.streamer.send(SetInput(self._webcam, self.strength))
             await self.notice("info", "webcam: video-to-video from the camera's frames")
         elif not on and self._webcam is not None:
             self._webcam = None
-            self.streamer.set_input(None)
+            self.streamer.send(SetInput(None))
 
     def webcam_frame(self, data: bytes) -> None:
         if self._webcam is None:
@@ -229,7 +248,7 @@ class Session:
             )
         await self._set_webcam(False)
         self.strength = strength
-        self.streamer.set_input(video.reopen(), strength)
+        self.streamer.send(SetInput(video.reopen(), strength))
         return {"ok": True, "strength": strength}
 
     async def notice(self, level: str, text: str) -> None:
@@ -380,3 +399,16 @@ class Session:
             await asyncio.to_thread(self._close_recorder, self._recorder)
         self.streamer = self._recorder = self._webcam = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_HANDLERS = {  # the messages with a step of the session's own
+    Start: Session._start,
+    SetPrompt: Session._prompt,
+    Pause: Session._pause,
+    Resume: Session._resume,
+    SetMicroSteps: Session._micro_steps,
+    SetStrength: Session._strength,
+    Record: Session._record,
+    Webcam: Session._webcam_message,
+    TextToVideo: Session._text_to_video,
+}

@@ -71,11 +71,15 @@ class FlowTask(LatentBatches):
         velocity = model_velocity(model)
         return lambda latents, sigma: velocity(latents, sigma, batch["text"], batch["text_mask"])
 
-    def loss(self, model: StreamDiT, batch: dict, key: jax.Array) -> tuple[jax.Array, dict]:
+    def loss(
+        self, model: StreamDiT, batch: dict, key: jax.Array, frozen: None = None
+    ) -> tuple[jax.Array, dict]:
+        del frozen  # nothing rides along
         velocity = self._velocity(model, batch)
         return buffered_loss(velocity, batch["latents"], key, self.mixture, model.cfg.prediction)
 
-    def evaluate(self, model: StreamDiT, batch: dict) -> dict[str, jax.Array]:
+    def evaluate(self, model: StreamDiT, batch: dict, frozen: None = None) -> dict[str, jax.Array]:
+        del frozen
         key = jax.random.key(0)  # the same noise at every evaluation
         velocity, prediction = self._velocity(model, batch), model.cfg.prediction
         loss, _ = buffered_loss(velocity, batch["latents"], key, self.eval_mixture, prediction)

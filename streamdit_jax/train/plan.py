@@ -13,6 +13,7 @@ assignment, which docs/training.md compares with measured peaks).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -215,3 +216,153 @@ def device_memory_bytes(device: jax.Device) -> int | None:
 def check_budget(budget_gib: float | None) -> None:
     if budget_gib is not None and budget_gib <= 0:
         raise ConfigError(f"--device-memory {budget_gib}: give the memory of one device in GiB, e.g. 80")
+
+
+def request_cpu_devices(count: int | None) -> None:
+    """Checks ``--devices`` and, on a CPU host, fakes ``count`` devices (``SEARCH_FACTOR`` times as many,
+    for the search of a mesh that fits). Once the backend is up (in-process use), the devices present
+    must do."""
+    if count is None:
+        return
+    if count < 1:
+        raise ConfigError(f"--devices {count}: give the number of devices to plan for, e.g. 8")
+    with contextlib.suppress(RuntimeError):
+        jax.config.update("jax_num_cpu_devices", count * SEARCH_FACTOR)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a plan is for: the config on its resolved mesh, its devices, and the memory of one (GiB;
+    None when neither given nor reported)."""
+
+    cfg: Config
+    devices: list[jax.Device]
+    budget_gib: float | None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.cfg.mesh.shape)
+
+    @property
+    def platform(self) -> str:
+        return self.devices[0].platform
+
+    @property
+    def budget(self) -> int | None:
+        return None if self.budget_gib is None else int(self.budget_gib * GIB)
+
+
+def target(cfg: Config, devices: int | None = None, device_memory_gib: float | None = None) -> Target:
+    """``cfg`` planned on ``devices`` of those present (default: the mesh's count, or all of them for a
+    mesh with a -1 axis), its mesh resolved for them, in ``device_memory_gib`` per device (default: what
+    the device reports)."""
+    present = jax.devices()
+    count = devices or (len(present) if -1 in cfg.mesh.shape else math.prod(cfg.mesh.shape))
+    if count > len(present):
+        raise ConfigError(
+            f"--devices {count}: only {len(present)} {present[0].platform} devices are present. Fix: plan "
+            "on a CPU host in a fresh process (JAX_PLATFORMS=cpu streamdit plan ... --devices N)"
+        )
+    chosen = present[:count]
+    budget_gib = device_memory_gib
+    if budget_gib is None and (limit := device_memory_bytes(chosen[0])):
+        budget_gib = limit / GIB
+    return Target(with_mesh(cfg, cfg.mesh.resolved_shape(count)), chosen, budget_gib)
+
+
+def format_target(target: Target, name: str) -> str:
+    cfg = target.cfg
+    return (
+        f"planning {name}: mesh {target.shape} (data, fsdp, context, model) on {len(target.devices)} "
+        f"{target.platform} devices, global batch {cfg.train.batch_size} (grad_accum "
+        f"{cfg.train.grad_accum}), remat {cfg.model.remat}, dtype {cfg.model.dtype} ..."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PlanReport:
+    """A plan: the step's memory, whether it fits the budget, and what the searches found (a search
+    that ran and found nothing leaves None; ``searched`` names those that ran)."""
+
+    config: str
+    platform: str
+    step: StepMemory
+    budget_gib: float | None = None
+    largest_batch: StepMemory | None = None
+    smallest_mesh: StepMemory | None = None
+    searched: tuple[str, ...] = ()  # "largest_batch", "smallest_mesh"
+    mesh_search_devices: int = 0  # the most devices the smallest-mesh search could use
+
+    @property
+    def fits(self) -> bool | None:
+        """None without a budget."""
+        return None if self.budget_gib is None else self.step.total <= self.budget_gib * GIB
+
+    def to_dict(self) -> dict:
+        """The JSON of ``streamdit plan --json``."""
+        report = {"config": self.config, "platform": self.platform, "step": self.step.to_dict()}
+        if self.budget_gib is not None:
+            report |= {"device_memory_gib": self.budget_gib, "fits": self.fits}
+        for name in self.searched:
+            found = getattr(self, name)
+            report[name] = found and found.to_dict()
+        return report
+
+
+def plan_step(target: Target, name: str) -> PlanReport:
+    """Compiles the step of ``target`` and checks it against the budget (no search yet)."""
+    step = step_memory(target.cfg, target.devices)
+    return PlanReport(name, target.platform, step, target.budget_gib)
+
+
+def search(report: PlanReport, target: Target, largest: bool = False) -> PlanReport:
+    """The searches the fit calls for: the largest batch that fits when the step fits (or when
+    ``largest``), the smallest mesh that fits when it does not (up to ``SEARCH_FACTOR`` times the
+    planned devices, of those present). Without a budget, none."""
+    if report.fits is None:
+        return report
+    if report.fits or largest:
+        found = largest_batch(target.cfg, target.budget, target.devices)
+        report = dataclasses.replace(
+            report, largest_batch=found, searched=(*report.searched, "largest_batch")
+        )
+    if not report.fits:
+        devices = jax.devices()[: len(target.devices) * SEARCH_FACTOR]
+        found = smallest_fitting_mesh(target.cfg, target.budget, devices)
+        report = dataclasses.replace(
+            report, smallest_mesh=found, searched=(*report.searched, "smallest_mesh"),
+            mesh_search_devices=len(devices),
+        )  # fmt: skip
+    return report
+
+
+def format_fit(report: PlanReport) -> str:
+    if report.budget_gib is None:
+        return "give --device-memory GiB to check a fit (this device does not report its memory)"
+    return f"{'fits' if report.fits else 'does NOT fit'} in {report.budget_gib:g} GiB per device"
+
+
+def format_searches(report: PlanReport, target: Target) -> list[str]:
+    """A line for each search that ran: what it found, or what to try."""
+    lines = []
+    if "largest_batch" in report.searched:
+        largest = report.largest_batch
+        lines.append(
+            f"largest global batch that fits on {target.shape}: "
+            + (f"{largest.batch_size} ({gib(largest.total)} per device)" if largest else "none")
+        )
+    if "smallest_mesh" in report.searched:
+        smallest, batch = report.smallest_mesh, target.cfg.train.batch_size
+        if smallest is None:
+            remat = "" if target.cfg.model.remat == "full" else "remat (--config.model.remat=full), "
+            lines.append(
+                f"no mesh of up to {report.mesh_search_devices} devices (the fsdp axis grown) fits batch "
+                f"{batch}: try {remat}a smaller batch (--largest-batch), gradient accumulation, the mesh's "
+                "context axis, or fused attention (model.attention=cudnn on NVIDIA GPUs: plan it there)"
+            )
+        else:
+            lines.append(
+                f"smallest mesh that fits batch {batch}: {smallest.mesh} on {math.prod(smallest.mesh)} "
+                f"devices, {gib(smallest.total)} per device"
+            )
+    return lines

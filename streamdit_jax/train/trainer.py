@@ -34,10 +34,11 @@ from streamdit_jax.config import (
     ConfigError,
     ModelConfig,
     OptimizerConfig,
+    TinyDecoderConfig,
     TrainConfig,
 )
 from streamdit_jax.model.functional import param_shardings
-from streamdit_jax.sharding import batch_devices, batch_mesh_axes, logical_sharding, use_mesh
+from streamdit_jax.sharding import batch_devices, batch_mesh_axes, logical_sharding, make_mesh, use_mesh
 from streamdit_jax.storage import append_text, workpath
 from streamdit_jax.train.optim import learning_rate, make_optimizer
 
@@ -51,17 +52,25 @@ METRICS_FILE = "metrics.jsonl"  # one JSON line per logged step (train and eval)
 
 
 class Task(Protocol):
-    """What the trainer trains."""
+    """What the trainer trains.
 
-    model_config: ModelConfig | AutoencoderConfig  # saved with every checkpoint
+    ``frozen`` is the trainer's frozen pytree (see :class:`Trainer`), handed to every loss and evaluation:
+    a task that keeps nothing frozen gets None and ignores it.
+    """
+
+    model_config: ModelConfig | AutoencoderConfig | TinyDecoderConfig  # saved with every checkpoint
+    # Transformer tokens in one example, for the tokens_s metric; None where tokens mean nothing.
+    tokens_per_example: int | None
 
     def build(self, rngs: nnx.Rngs) -> nnx.Module:
         """A fresh model; its nnx.Param variables are trained, any other state rides along."""
 
-    def loss(self, model: nnx.Module, batch: dict[str, jax.Array], key: jax.Array) -> tuple[jax.Array, dict]:
+    def loss(
+        self, model: nnx.Module, batch: dict[str, jax.Array], key: jax.Array, frozen: Any
+    ) -> tuple[jax.Array, dict]:
         """(scalar loss, metrics) of one (micro-)batch."""
 
-    def evaluate(self, model: nnx.Module, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    def evaluate(self, model: nnx.Module, batch: dict[str, jax.Array], frozen: Any) -> dict[str, jax.Array]:
         """Held-out metrics of one batch (averaged over batches by the trainer)."""
 
     def batch_axes(self) -> dict[str, tuple[str | None, ...]]:
@@ -104,8 +113,9 @@ class Trainer:
     ``initial`` (the model's nnx.Param state, e.g. a teacher's weights) starts a new run from those
     weights instead of a fresh init. ``frozen`` is a pytree of arrays on the mesh (e.g. a teacher's
     parameters) handed to ``task.loss(model, batch, key, frozen)`` and ``task.evaluate(model, batch,
-    frozen)`` inside the jitted steps: not trained, not donated, not checkpointed. ``on_log(step,
-    values)`` is called with every logged set of training metrics (``step_s`` among them).
+    frozen)`` inside the jitted steps: not trained, not donated, not checkpointed (None for a task that
+    has none). ``on_log(step, values)`` is called with every logged set of training metrics (``step_s``
+    among them). :meth:`for_stage` builds the trainer of one of a Config's training stages.
     """
 
     def __init__(
@@ -166,6 +176,44 @@ class Trainer:
         )
         self._eval_step = jax.jit(
             self._evaluate, in_shardings=(self.state_shardings, self.batch_shardings, frozen_shardings)
+        )
+
+    @classmethod
+    def for_stage(
+        cls,
+        task: Task,
+        cfg: Config,
+        stage: str,
+        workdir: str | PathLike,
+        *,
+        mesh: Mesh | None = None,
+        run_config: Config | None = None,
+        resume: bool = False,
+        progress: bool = True,
+        initial: nnx.State | None = None,
+        frozen: Any = None,
+        on_log: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> Trainer:
+        """The trainer of training stage ``stage`` of ``cfg`` (one of ``config.STAGES``: ``teacher``,
+        ``vae``, ``decoder``, ``distill``): that stage's train and optimizer sections, ``cfg``'s mesh
+        (``mesh`` if one is built already), rules and seed, and ``cfg`` saved as the run config (or
+        ``run_config``); the other arguments are the constructor's."""
+        sections = cfg.stage(stage)
+        return cls(
+            task,
+            sections.train,
+            sections.optimizer,
+            make_mesh(cfg.mesh) if mesh is None else mesh,
+            cfg.mesh.rules,
+            workdir,
+            run_config=cfg if run_config is None else run_config,
+            section=sections.section,
+            seed=cfg.seed,
+            resume=resume,
+            progress=progress,
+            initial=initial,
+            frozen=frozen,
+            on_log=on_log,
         )
 
     @classmethod
@@ -389,10 +437,7 @@ class Trainer:
     # -- the jitted steps ------------------------------------------------------------------------
 
     def _loss(self, params, rest, batch, key, frozen):
-        model = nnx.merge(self.graphdef, params, rest)
-        if frozen is None:
-            return self.task.loss(model, batch, key)
-        return self.task.loss(model, batch, key, frozen)
+        return self.task.loss(nnx.merge(self.graphdef, params, rest), batch, key, frozen)
 
     def _step(self, state: TrainState, batch: dict, frozen: Any) -> tuple[TrainState, dict]:
         key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -431,10 +476,7 @@ class Trainer:
         return keep.replace(first_nonfinite=first), metrics
 
     def _evaluate(self, state: TrainState, batch: dict, frozen: Any) -> dict:
-        model = nnx.merge(self.graphdef, state.ema, state.rest)
-        if frozen is None:
-            return self.task.evaluate(model, batch)
-        return self.task.evaluate(model, batch, frozen)
+        return self.task.evaluate(nnx.merge(self.graphdef, state.ema, state.rest), batch, frozen)
 
     def _global_batch(self, local: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
         return {
@@ -486,9 +528,8 @@ class Trainer:
                         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
                         values["step_s"] = (now - last_time) / max(step - last_step, 1)
                         values["examples_s"] = self.cfg.batch_size / values["step_s"]
-                        tokens = getattr(self.task, "tokens_per_example", None)
-                        if tokens:
-                            values["tokens_s"] = values["examples_s"] * tokens
+                        if self.task.tokens_per_example:
+                            values["tokens_s"] = values["examples_s"] * self.task.tokens_per_example
                         last_time, last_step = now, step
                         summary["train"] = values
                         self._log(writer, bar, step, values, "train")

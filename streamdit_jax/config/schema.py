@@ -1,59 +1,35 @@
-"""Configuration: frozen dataclasses, loaded once from an ml_collections preset.
+"""The configuration's sections: frozen dataclasses whose fields are exactly a preset's ConfigDict.
 
-Presets live in ``configs/<name>.py`` and define ``get_config(arg) -> ConfigDict``; they start from
-:func:`base_config`, whose fields are exactly the dataclass fields below. :func:`load` applies
-``section.field=value`` overrides, converts the result to a :class:`Config` and validates it. Library
-code only ever sees the dataclasses.
+Each section checks its own fields when it is built; :class:`Config` then runs the checks across sections
+(:mod:`streamdit_jax.config.validation`). Library code only ever sees these dataclasses.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import difflib
-import importlib.util
 import math
-import os
-import types
 import typing
-import warnings
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
-
-import ml_collections
+from typing import Any, NamedTuple
 
 from streamdit_jax.choices import (
     ATTENTION_BACKENDS,
     AUTOENCODER_KINDS,
-    LEVEL_DENSITIES,
     PREDICTIONS,
     REMAT_POLICIES,
-    window_shifts,
 )
+from streamdit_jax.config.validation import ConfigError, _check_range, _divisors, _fail, validate_config
 from streamdit_jax.sharding.axes import LOGICAL_AXES, MESH_AXES
 from streamdit_jax.sharding.rules import DEFAULT_RULES
 
 Rules = tuple[tuple[str, Any], ...]
 
-
-class ConfigError(ValueError):
-    """An invalid configuration; the message names the field and how to fix it."""
-
-
-def _fail(field: str, problem: str, fix: str) -> typing.NoReturn:
-    raise ConfigError(f"config field '{field}': {problem}. Fix: {fix}")
+# The compute and parameter dtypes a model may name (``model.dtype``, ``autoencoder.dtype``, ...).
+DTYPES = ("float32", "bfloat16", "float16")
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def _check_range(field: str, value: float, low: float, high: float = math.inf, *, open_low=False) -> None:
-    """Fails unless low <= value <= high (low < value with ``open_low``)."""
-    if value < low or value > high or (open_low and value == low):
-        bound = f"{'>' if open_low else '>='} {low}" + (f" and <= {high}" if high != math.inf else "")
-        _fail(field, f"{value} is out of range", f"use a value {bound}")
+def _check_dtype(field: str, value: str) -> None:
+    if value not in DTYPES:
+        _fail(field, f"unknown dtype {value!r}", f"use {', '.join(DTYPES[:-1])} or {DTYPES[-1]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,12 +108,7 @@ class ModelConfig:
         if self.window is not None and (len(self.window) != 3 or min(self.window) < 1):
             _fail("model.window", f"expected None or 3 positive ints, got {self.window}", "e.g. (16, 16, 16)")
         for name in ("dtype", "param_dtype"):
-            if getattr(self, name) not in ("float32", "bfloat16", "float16"):
-                _fail(
-                    f"model.{name}",
-                    f"unknown dtype {getattr(self, name)!r}",
-                    "use float32, bfloat16 or float16",
-                )
+            _check_dtype(f"model.{name}", getattr(self, name))
         if self.attention not in ATTENTION_BACKENDS:
             _fail(
                 "model.attention",
@@ -231,8 +202,7 @@ class AutoencoderConfig:
             if getattr(self, name) and self.kind != "patch_mlp":
                 _fail(f"autoencoder.{name}", f"the {self.kind} kind has no such option", "use kind patch_mlp")
         _check_range("autoencoder.decoder_reach", self.decoder_reach, 0)
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            _fail("autoencoder.dtype", f"unknown dtype {self.dtype!r}", "use float32, bfloat16 or float16")
+        _check_dtype("autoencoder.dtype", self.dtype)
         if self.kind == "tiny" and list(self.temporal_downsample) != sorted(self.temporal_downsample)[::-1]:
             _fail(
                 "autoencoder.temporal_downsample",
@@ -450,19 +420,48 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class VAETrainConfig(TrainConfig):
+class ClipTrainConfig(TrainConfig):
+    """What the sections that train on video clips through the VAE share (``vae_train``,
+    ``decoder_train``): clips of ``frames`` frames (1 + 4k for Wan's layout), a ``crop`` (height, width)
+    around an object or whole frames with (0, 0), and the ``reconstruction`` error ("mse" or "l1") with
+    each pixel weighted by 1 + ``object_weight`` * saturation (max − min of the target's RGB in [0, 1]),
+    plus ``edge_weight`` where that saturation changes from one pixel to the next (objects' edges, which
+    a blurred reconstruction loses first). ``latent_noise`` is the standard deviation of the noise on the
+    latents the decoder learns on. Each section sets its own defaults."""
+
+    frames: int = 9
+    reconstruction: str = "mse"
+    object_weight: float = 0.0
+    edge_weight: float = 0.0
+    latent_noise: float = 0.0
+    crop: tuple[int, int] = (0, 0)
+
+    RECONSTRUCTION_FIX: typing.ClassVar[str] = "use 'mse' or 'l1'"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        section = self.SECTION
+        _check_range(f"{section}.frames", self.frames, 1)
+        for name in ("object_weight", "edge_weight", "latent_noise"):
+            _check_range(f"{section}.{name}", getattr(self, name), 0.0)
+        if len(self.crop) != 2 or min(self.crop) < 0:
+            _fail(f"{section}.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
+        if self.reconstruction not in ("mse", "l1"):
+            fix = self.RECONSTRUCTION_FIX
+            _fail(f"{section}.reconstruction", f"unknown loss {self.reconstruction!r}", fix)
+
+
+@dataclasses.dataclass(frozen=True)
+class VAETrainConfig(ClipTrainConfig):
     """Training the video VAE: reconstruction error + ``kl_weight`` * KL, on clips of ``frames`` frames.
 
-    ``reconstruction`` is "mse" or "l1". On ``shapes`` an L1 loss settles on reconstructing the
-    background alone (its optimum is the per-pixel median and objects are a minority of pixels): see
-    docs/autoencoder.md. ``object_weight`` w weighs each pixel's error by 1 + w * saturation (max − min
-    of the target's RGB in [0, 1]): the gray backgrounds keep weight 1 and the saturated objects, a few
-    percent of the pixels, get up to 1 + w, so that a short run learns them instead of the background.
-    ``crop`` (height, width) trains on crops around an object (the VAE is convolutional); (0, 0) keeps
-    whole frames. ``edge_weight`` adds that much weight where the target's saturation changes from one
-    pixel to the next (objects' edges, which a blurred reconstruction loses first). ``latent_noise``
-    trains the decoder on latents perturbed by that many standard deviations of each channel (the VAE's
-    on top of its posterior sample), so that it decodes a transformer's imperfect latents gracefully.
+    On ``shapes`` an L1 loss settles on reconstructing the background alone (its optimum is the per-pixel
+    median and objects are a minority of pixels): see docs/autoencoder.md. ``object_weight`` w gives the
+    gray backgrounds weight 1 and the saturated objects, a few percent of the pixels, up to 1 + w, so
+    that a short run learns them instead of the background. The VAE is convolutional: it trains on crops
+    as well as on whole frames. ``latent_noise`` trains the decoder on latents perturbed by that many
+    standard deviations of each channel (the VAE's on top of its posterior sample), so that it decodes a
+    transformer's imperfect latents gracefully.
 
     ``context`` serves long videos. A causal VAE trained only on clips of ``frames`` frames breaks down
     beyond them: every frame it trained on had the zero padding of a fresh stream in its causal history,
@@ -477,11 +476,6 @@ class VAETrainConfig(TrainConfig):
     frames: int = 9  # video frames trained from the start of a clip (1 + 4k for Wan's layout)
     context: int = 0  # then frames run without gradients (a multiple of 4), then frames - 1 trained again
     kl_weight: float = 1e-6  # on the KL per latent element (the reconstruction error is per pixel)
-    reconstruction: str = "mse"
-    object_weight: float = 0.0
-    edge_weight: float = 0.0
-    latent_noise: float = 0.0
-    crop: tuple[int, int] = (0, 0)
 
     @property
     def clip_frames(self) -> int:
@@ -490,59 +484,40 @@ class VAETrainConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_range("vae_train.frames", self.frames, 1)
         _check_range("vae_train.context", self.context, 0)
         _check_range("vae_train.kl_weight", self.kl_weight, 0.0)
-        _check_range("vae_train.object_weight", self.object_weight, 0.0)
-        _check_range("vae_train.edge_weight", self.edge_weight, 0.0)
-        _check_range("vae_train.latent_noise", self.latent_noise, 0.0)
-        if len(self.crop) != 2 or min(self.crop) < 0:
-            _fail("vae_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
-        if self.reconstruction not in ("mse", "l1"):
-            _fail("vae_train.reconstruction", f"unknown loss {self.reconstruction!r}", "use 'mse' or 'l1'")
 
 
 @dataclasses.dataclass(frozen=True)
-class DecoderTrainConfig(TrainConfig):
+class DecoderTrainConfig(ClipTrainConfig):
     """Distilling the tiny decoder from the VAE's decoder (``streamdit train-decoder``); ``channels``,
     ``blocks`` and ``preview`` are the tiny decoder's (:class:`TinyDecoderConfig`).
 
-    Each shapes clip of ``frames`` frames (a ``crop`` around an object, or whole frames with (0, 0)) is
-    encoded by the VAE (posterior mean) and decoded by its full decoder; the tiny decoder learns to
-    give the same frames from the same latents. The loss (``reconstruction``) is L1 with each pixel
-    weighted by 1 + ``object_weight`` * saturation of the full decoder's frame: L1 keeps edges (its
-    optimum is the median, where squared error blurs uncertain edges towards the mean), and the weight
-    keeps the small saturated objects, a few percent of the pixels, from losing to the gray background.
-    ``latent_noise`` widens the latents it learns on beyond the VAE's encodings (a stream's latents come
-    from the DiT): both decoders see the same noised latents.
+    Each shapes clip is encoded by the VAE (posterior mean) and decoded by its full decoder; the tiny
+    decoder learns to give the same frames from the same latents. The loss is L1 by default, with the
+    full decoder's frame as the target: L1 keeps edges (its optimum is the median, where squared error
+    blurs uncertain edges towards the mean), and ``object_weight`` keeps the small saturated objects, a
+    few percent of the pixels, from losing to the gray background. ``latent_noise`` widens the latents it
+    learns on beyond the VAE's encodings (a stream's latents come from the DiT): both decoders see the
+    same noised latents.
     """
 
     SECTION: typing.ClassVar[str] = "decoder_train"
+    RECONSTRUCTION_FIX: typing.ClassVar[str] = "use l1 or mse"
 
     frames: int = 17  # video frames per clip (1 + 4k for Wan's layout)
+    reconstruction: str = "l1"
+    object_weight: float = 10.0
     channels: int = TinyDecoderConfig.channels  # the tiny decoder's width
     blocks: int = 1
     preview: str = TinyDecoderConfig.preview
-    reconstruction: str = "l1"  # or "mse"
-    object_weight: float = 10.0
-    edge_weight: float = 0.0  # as vae_train.edge_weight
-    crop: tuple[int, int] = (0, 0)
-    latent_noise: float = 0.0  # std of Gaussian noise on the (unit-scale) latents both decoders see
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.reconstruction not in ("mse", "l1"):
-            _fail("decoder_train.reconstruction", f"unknown loss {self.reconstruction!r}", "use l1 or mse")
-        _check_range("decoder_train.frames", self.frames, 1)
         _check_range("decoder_train.channels", self.channels, 1)
         _check_range("decoder_train.blocks", self.blocks, 1)
         if self.preview not in PREVIEWS:
             _fail("decoder_train.preview", f"unknown upsampling {self.preview!r}", f"use one of {PREVIEWS}")
-        _check_range("decoder_train.object_weight", self.object_weight, 0.0)
-        _check_range("decoder_train.edge_weight", self.edge_weight, 0.0)
-        _check_range("decoder_train.latent_noise", self.latent_noise, 0.0)
-        if len(self.crop) != 2 or min(self.crop) < 0:
-            _fail("decoder_train.crop", f"expected (height, width) >= 0, got {self.crop}", "e.g. (32, 32)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -629,6 +604,11 @@ class TextConfig:
     max_length: int = 32  # tokens after padding/truncation
     dtype: str = "float32"
 
+    @property
+    def width(self) -> int:
+        """The width of the encoder's token states."""
+        return TEXT_WIDTHS[self.encoder]
+
     def __post_init__(self) -> None:
         if self.encoder not in TEXT_WIDTHS:
             _fail("text.encoder", f"unknown encoder {self.encoder!r}", f"use one of {sorted(TEXT_WIDTHS)}")
@@ -694,383 +674,34 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def stage(self, name: str) -> Stage:
+        """The sections of training stage ``name`` (one of :data:`STAGES`)."""
+        if name not in STAGES:
+            raise ConfigError(f"unknown training stage {name!r}. Fix: use one of {sorted(STAGES)}")
+        train, optimizer = STAGES[name]
+        return Stage(getattr(self, train), getattr(self, optimizer))
+
     def __post_init__(self) -> None:
-        if self.model.latent_channels != self.autoencoder.latent_channels:
-            _fail(
-                "model.latent_channels",
-                f"{self.model.latent_channels} differs from autoencoder.latent_channels="
-                f"{self.autoencoder.latent_channels}",
-                "the transformer works on the autoencoder's latents: set both to the same number",
-            )
-        width = TEXT_WIDTHS[self.text.encoder]
-        if self.model.text_width != width:
-            _fail(
-                "model.text_width",
-                f"{self.model.text_width}, but text.encoder={self.text.encoder!r} gives {width}-wide tokens",
-                f"set model.text_width={width}, or choose the text encoder the model was built for",
-            )
-        _validate_buffer(self.buffer, self.rollout)
-        if self.buffer.frames % self.distill.chunk_frames:
-            _fail(
-                "distill.chunk_frames",
-                f"chunks of {self.distill.chunk_frames} do not fill the buffer of {self.buffer.frames} "
-                "(distillation uses K = 0)",
-                f"choose a divisor of {self.buffer.frames}",
-            )
-        _validate_grid(self)
-        if self.data.clip_latents and self.data.clip_latents < self.buffer.frames:
-            _fail(
-                "data.clip_latents",
-                f"{self.data.clip_latents} latent frames cannot hold a buffer of {self.buffer.frames}",
-                f"use 0 (the buffer's length) or at least {self.buffer.frames}",
-            )
-        for section in (self.vae_train, self.decoder_train):
-            _validate_clip(section.SECTION, section.frames, section.crop, self.autoencoder, self.data)
-        step = self.autoencoder.temporal_compression
-        if self.vae_train.context % step or (self.vae_train.context and self.vae_train.frames == 1):
-            _fail(
-                "vae_train.context",
-                f"{self.vae_train.context} context frames after {self.vae_train.frames}-frame starts: the "
-                f"context must be a multiple of {step} (whole latent frames) and the starts longer than 1",
-                f"use e.g. {step * max(1, self.vae_train.context // step)} with vae_train.frames=9, or 0",
-            )
+        validate_config(self)
 
 
-def _validate_clip(
-    section: str, frames: int, crop: tuple[int, int], autoencoder: AutoencoderConfig, data: DataConfig
-) -> None:
-    """A VAE-side training section's clips: 1 + tk frames, crops on the VAE's grid within the frame."""
-    s = autoencoder.spatial_compression
-    fits = all(c % s == 0 and 0 < c <= r for c, r in zip(crop, data.resolution, strict=True))
-    if any(crop) and not fits:
-        _fail(
-            f"{section}.crop",
-            f"{crop} is not a positive multiple of the VAE's {s}x compression within data.resolution "
-            f"{data.resolution}",
-            f"use multiples of {s} up to the resolution, or (0, 0) for whole frames",
-        )
-    step = autoencoder.temporal_compression
-    if (frames - 1) % step:
-        _fail(
-            f"{section}.frames",
-            f"{frames} frames is not 1 + {step}k (the causal VAE encodes frame 0 alone)",
-            f"use e.g. {1 + step * max(1, (frames - 1) // step)}",
-        )
+class Stage(NamedTuple):
+    """A training stage's sections: its loop (steps, batch, cadence, its own fields) and its optimizer."""
+
+    train: TrainConfig
+    optimizer: OptimizerConfig
+
+    @property
+    def section(self) -> str:
+        """Where the Config holds ``train`` (for error messages), e.g. ``vae_train``."""
+        return self.train.SECTION
 
 
-def _validate_buffer(buffer: BufferConfig, rollout: RolloutConfig) -> None:
-    _check_range("buffer.frames", buffer.frames, 1)
-    if not 0 <= buffer.reference_frames < buffer.frames:
-        _fail(
-            "buffer.reference_frames",
-            f"K={buffer.reference_frames} must be >= 0 and leave frames to denoise in a buffer of "
-            f"{buffer.frames}",
-            "choose 0 <= K < buffer.frames",
-        )
-    n = buffer.denoised_frames
-    bad = [c for c in buffer.chunk_sizes if c < 1 or n % c]
-    if not buffer.chunk_sizes or bad:
-        _fail(
-            "buffer.chunk_sizes",
-            f"chunk sizes {bad or '()'} do not divide the {n} non-reference frames of the buffer",
-            f"use chunk sizes among {_divisors(n)}",
-        )
-    if len(buffer.chunk_weights) != len(buffer.chunk_sizes):
-        _fail(
-            "buffer.chunk_weights",
-            f"{len(buffer.chunk_weights)} weights for {len(buffer.chunk_sizes)} chunk sizes",
-            "give one weight per entry of buffer.chunk_sizes",
-        )
-    if min(buffer.chunk_weights) < 0 or sum(buffer.chunk_weights) <= 0:
-        _fail(
-            "buffer.chunk_weights",
-            f"weights {buffer.chunk_weights} are not a distribution",
-            "use weights >= 0",
-        )
-    if not 0.0 <= buffer.uniform_share <= 1.0:
-        _fail("buffer.uniform_share", f"{buffer.uniform_share} is not a share", "use a value in [0, 1]")
-    if buffer.level_density not in LEVEL_DENSITIES:
-        _fail(
-            "buffer.level_density",
-            f"unknown density {buffer.level_density!r}",
-            f"use one of {', '.join(LEVEL_DENSITIES)}",
-        )
-    if not math.isfinite(buffer.level_mean):
-        _fail("buffer.level_mean", f"{buffer.level_mean} is not finite", "use a finite mean of logit(sigma)")
-    _check_range("buffer.level_std", buffer.level_std, 0.0, open_low=True)
-    _check_range("buffer.level_shift", buffer.level_shift, 0.0, open_low=True)
-    if rollout.chunk_frames < 1 or n % rollout.chunk_frames:
-        _fail(
-            "rollout.chunk_frames",
-            f"c={rollout.chunk_frames} does not divide the {n} non-reference frames of the buffer",
-            f"use one of {_divisors(n)}",
-        )
-    _check_range("rollout.micro_steps", rollout.micro_steps, 1)
-    _check_range("rollout.guidance", rollout.guidance, 0.0)
-    if rollout.startup_micro_steps is not None:
-        _check_range("rollout.startup_micro_steps", rollout.startup_micro_steps, 1)
-    if rollout.startup_guidance is not None:
-        _check_range("rollout.startup_guidance", rollout.startup_guidance, 0.0)
-
-
-def _validate_grid(cfg: Config) -> None:
-    step = cfg.autoencoder.spatial_compression * cfg.model.patch_size[1]
-    step_w = cfg.autoencoder.spatial_compression * cfg.model.patch_size[2]
-    height, width = cfg.data.resolution
-    if height % step or width % step_w:
-        _fail(
-            "data.resolution",
-            f"{height}x{width} is not a whole number of patches ({step}x{step_w} pixels each: the "
-            f"{cfg.autoencoder.spatial_compression}x spatial compression times patch "
-            f"{cfg.model.patch_size[1:]})",
-            f"use a height divisible by {step} and a width divisible by {step_w}",
-        )
-    window = cfg.model.window
-    if window is None:
-        return
-    grid = cfg.token_grid
-    if any(g % w for g, w in zip(grid, window, strict=True)):
-        _fail(
-            "model.window",
-            f"window {window} does not divide the token grid {grid} (frames, height, width)",
-            "choose each window size among the divisors of its axis: "
-            + ", ".join(
-                f"{a} {_divisors(g)}" for a, g in zip(("frames", "height", "width"), grid, strict=True)
-            ),
-        )
-    if any(window_shifts(grid, window)) and cfg.model.num_layers % 2:
-        _fail(
-            "model.num_layers",
-            f"{cfg.model.num_layers} layers, but shifted windows alternate and need an even number",
-            "use an even number of layers, or a window that covers the whole token grid",
-        )
-
-
-# ---------------------------------------------------------------------------------------------------
-# ConfigDict <-> dataclasses
-
-
-def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
-    """A preset's variant string, big_vision style: 'res=256,distilled' -> {res: 256, distilled: True}.
-
-    Keys must be among ``defaults`` (whose values give the types); a bare key means True.
-    """
-    out = ml_collections.ConfigDict(defaults)
-    for item in filter(None, (arg or "").split(",")):
-        key, sep, raw = item.partition("=")
-        if key not in defaults:
-            raise ConfigError(
-                f"config variant '{item}': unknown option {key!r}. Fix: use one of {sorted(defaults)}"
-            )
-        value = True if not sep else parse_override(f"{key}={raw}")[1]
-        default = defaults[key]
-        if default is not None:
-            value = _check_type(f"variant option {key}", type(default), value)
-        out[key] = value
-    return out
-
-
-def base_config() -> ml_collections.ConfigDict:
-    """A ConfigDict holding every field of :class:`Config` at its default; presets start from it."""
-    return ml_collections.ConfigDict(Config().to_dict())
-
-
-# The paper's three streaming fine-tuning stages (StreamDiT §5.1), each 10K iterations: (the data set the
-# stage trains on, its learning rate).
-PAPER_STAGES = {
-    1: ("high-quality set", 1e-4), 2: ("large pretraining set", 1e-5), 3: ("high-quality set", 1e-5)
-}  # fmt: skip
-
-
-def paper_stage(c: ml_collections.ConfigDict, stage: int) -> None:
-    """Sets a preset ConfigDict to stage ``stage`` (1, 2 or 3) of :data:`PAPER_STAGES`: 10K steps at the
-    stage's learning rate (a 1,000-step warm-up in stage 1 only) with the chunk mixture {1, 2, 4, 8, 16}
-    and a uniform (text-to-video) share of 0.1. The data and the start (``--init``: the converted model,
-    then the previous stage's run) come from the command line; docs/training.md walks through it."""
-    if stage not in PAPER_STAGES:
-        raise ConfigError(f"variant stage={stage}: the paper has stages {sorted(PAPER_STAGES)}. Fix: stage=1")
-    c.train.steps = 10_000
-    c.optimizer.learning_rate = PAPER_STAGES[stage][1]
-    c.optimizer.warmup_steps = 1000 if stage == 1 else 0
-    c.buffer.chunk_sizes = (1, 2, 4, 8, 16)
-    c.buffer.chunk_weights = (1.0,) * 5
-    c.buffer.uniform_share = 0.1  # INFERRED: the 30B appendix's "T2V mix ratio" (0.1 to 0.5)
-
-
-def _field_types(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _as_tuples(value: Any) -> Any:
-    if isinstance(value, list | tuple):
-        return tuple(_as_tuples(v) for v in value)
-    return value
-
-
-def _unknown(path: str, key: str, known: Sequence[str]) -> typing.NoReturn:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"did you mean '{path}{close[0]}'?" if close else f"valid fields here: {', '.join(known)}"
-    raise ConfigError(f"config field '{path}{key}': unknown field. Fix: {hint}")
-
-
-# Fields renamed since an earlier release: old dotted name -> new. Saved configs and overrides that use
-# an old name still load, with a note; a release after the one that announced it drops the entry.
-RENAMED_FIELDS = {
-    "rollout.cfg_scale": "rollout.guidance",
-    "rollout.startup_cfg_scale": "rollout.startup_guidance",
-    "distill.cfg_scale": "distill.guidance",
+# The training stages: (the Config field of its train section, that of its optimizer). The fields stay
+# flat (``--config.vae_train.steps=...``, saved configs); :meth:`Config.stage` pairs them.
+STAGES = {
+    "teacher": ("train", "optimizer"),  # streamdit train: the StreamDiT
+    "vae": ("vae_train", "vae_optimizer"),  # streamdit train-vae: the autoencoder
+    "decoder": ("decoder_train", "decoder_optimizer"),  # streamdit train-decoder: the tiny decoder
+    "distill": ("distill", "distill_optimizer"),  # streamdit distill: the student
 }
-
-
-def _current_name(dotted: str) -> str:
-    """``dotted``, or its new name (with a deprecation note) when it is a renamed field's old one."""
-    if dotted not in RENAMED_FIELDS:
-        return dotted
-    new = RENAMED_FIELDS[dotted]
-    warnings.warn(f"config field '{dotted}' is now '{new}'; the old name goes in the next release",
-                  FutureWarning, stacklevel=3)  # fmt: skip
-    return new
-
-
-def from_dict(cls: type, data: Mapping[str, Any], path: str = "") -> Any:
-    """Builds dataclass ``cls`` from a nested mapping, rejecting unknown fields."""
-    types_ = _field_types(cls)
-    kwargs = {}
-    for old, value in data.items():
-        key = _current_name(f"{path}{old}").removeprefix(path)
-        if key not in types_:
-            _unknown(path, key, list(types_))
-        tp = types_[key]
-        if _is_dataclass_type(tp):
-            if not isinstance(value, Mapping):
-                _fail(f"{path}{key}", f"expected a section, got {value!r}", "set its fields one by one")
-            kwargs[key] = from_dict(tp, value, f"{path}{key}.")
-        else:
-            kwargs[key] = _check_type(f"{path}{key}", tp, _as_tuples(value))
-    return cls(**kwargs)
-
-
-def _check_type(field: str, tp: Any, value: Any) -> Any:
-    """Light type check of a leaf value (ints are accepted for floats)."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        options = [t for t in typing.get_args(tp) if t is not type(None)]
-        return _check_type(field, options[0], value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool) and (
-        not isinstance(value, tp) or (tp is int and isinstance(value, bool))
-    ):
-        _fail(field, f"expected {tp.__name__}, got {value!r}", f"give a {tp.__name__}")
-    if origin is tuple:
-        if not isinstance(value, tuple):
-            _fail(field, f"expected a tuple, got {value!r}", "give a tuple, e.g. '(1, 2)'")
-        args = typing.get_args(tp)
-        element = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-        if element in (int, float, bool):
-            return tuple(_check_type(field, element, v) for v in value)
-        if args and Ellipsis not in args and all(a in (int, float) for a in args):
-            if len(value) != len(args):
-                _fail(field, f"expected {len(args)} values, got {value!r}", f"give {len(args)} numbers")
-            return tuple(_check_type(field, a, v) for a, v in zip(args, value, strict=True))
-    return value
-
-
-# ---------------------------------------------------------------------------------------------------
-# Loading presets and overrides
-
-
-def config_dir() -> Path:
-    """Where preset names are looked up: $STREAMDIT_CONFIG_DIR, else the checkout's configs/."""
-    return Path(os.environ.get("STREAMDIT_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
-
-
-def _read_preset(spec: str) -> ml_collections.ConfigDict:
-    path_part, _, arg = spec.partition(":")
-    path = Path(path_part)
-    if not path.suffix:
-        path = config_dir() / f"{path_part}.py"
-    if not path.is_file():
-        presets = sorted(p.stem for p in config_dir().glob("*.py") if not p.stem.startswith("_"))
-        where = (
-            f"one of the presets {presets}"
-            if presets
-            else f"a preset name once {config_dir()} exists (presets live in the source checkout's configs/: "
-            "install with `pip install -e .` or set STREAMDIT_CONFIG_DIR)"
-        )
-        raise ConfigError(
-            f"config '{spec}': no such file {path}. Fix: give a path to a configs/*.py file or {where}"
-        )
-    module_spec = importlib.util.spec_from_file_location(f"streamdit_preset_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(
-            f"config '{spec}': {path} defines no get_config(arg). Fix: add one returning a ConfigDict"
-        )
-    return module.get_config(arg or None)
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'model.window=(4,2,2)' -> ('model.window', (4, 2, 2)); a value that is no literal stays a string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override '{text}': expected section.field=value. Fix: e.g. model.num_layers=4")
-    key = key.strip().removeprefix("--config.").removeprefix("config.")
-    raw = raw.strip()
-    lowered = {"true": True, "false": False, "none": None, "null": None}
-    if raw.lower() in lowered:
-        return key, lowered[raw.lower()]
-    try:
-        return key, _as_tuples(ast.literal_eval(raw))
-    except (ValueError, SyntaxError):
-        return key, raw
-
-
-def apply_overrides(cd: ml_collections.ConfigDict, overrides: Sequence[str]) -> ml_collections.ConfigDict:
-    """Sets each 'section.field=value' on a copy of ``cd``; unknown fields raise ConfigError."""
-    cd = ml_collections.ConfigDict(cd.to_dict())
-    for text in overrides:
-        key, value = parse_override(text)
-        key = _current_name(key)
-        *parents, leaf = key.split(".")
-        node, path = cd, ""
-        for part in parents:
-            if part not in node or not isinstance(node[part], ml_collections.ConfigDict):
-                _unknown(path, part, list(node.keys()))
-            node, path = node[part], f"{path}{part}."
-        if leaf not in node:
-            _unknown(path, leaf, list(node.keys()))
-        try:
-            node[leaf] = value
-        except TypeError as e:
-            raise ConfigError(f"config field '{key}': {e}. Fix: give a value of the field's type") from e
-    return cd
-
-
-def load(
-    spec: str | ml_collections.ConfigDict,
-    overrides: Sequence[str] = (),
-    num_devices: int | None = None,
-) -> Config:
-    """Loads a preset (name, ``path.py`` or ``path.py:variant``) or a ConfigDict into a validated Config.
-
-    ``num_devices`` (default: ``jax.device_count()``) is checked against ``mesh.shape``. The default
-    starts JAX's backend: in multi-host programs call ``jax.distributed.initialize()`` first.
-    """
-    cd = spec if isinstance(spec, ml_collections.ConfigDict) else _read_preset(spec)
-    cd = apply_overrides(cd, overrides)
-    cfg = from_dict(Config, cd.to_dict())
-    if num_devices is None:
-        import jax  # here, so that configs load without initialising a backend
-
-        num_devices = jax.device_count()
-    cfg.mesh.resolved_shape(num_devices)
-    return cfg
