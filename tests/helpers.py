@@ -31,6 +31,22 @@ TINY_DEMO = [
 LATENT_SCENES = 160  # tiny_latents: shapes training scenes, one clip each
 
 
+# Two evaluations of one float64 computation that differ only in how XLA orders its sums (a chunk against
+# the whole call): a sum of n terms moves by at most n·u·sum|terms| (u = 2^-53 = 1.1e-16, Higham's
+# gamma_n). The autoencoders' chains are at most ~16 sums of at most ~10^4 terms (3x3x3 kernels over <= 384
+# channels) whose |terms| add to at most ~10^2 (O(1) activations, weights of scale <= 1): at most
+# 16 · 10^4 · 1.1e-16 · 10^2 = 2e-9 on any CPU, whatever order it picks. A stale cache or a misaligned
+# chunk moves values by more than 1e-3, which each such test also asserts it could see.
+FLOAT64_REORDER_ATOL = 1e-8
+
+
+def in_float64(module: nnx.Module) -> nnx.Module:
+    """A copy of ``module`` with every floating-point state in float64 (use under ``jax.enable_x64()``)."""
+    graphdef, state = nnx.split(module)
+    wide = jax.tree.map(lambda x: x.astype(np.float64) if np.issubdtype(x.dtype, np.floating) else x, state)
+    return nnx.merge(graphdef, wide)
+
+
 def relative_error(a, b) -> float:
     """||a - b|| / ||b|| in float64."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)

@@ -142,7 +142,7 @@ def test_stream_equals_the_unjitted_reference(model, scheme, guidance):
 
 
 def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_unguided(model):
-    """The start-up's own micro-steps and CFG scale (rollout.startup_*): the first buffer is the guided
+    """The start-up's own micro-steps and guidance scale (rollout.startup_*): the first buffer is the guided
     3-steps-per-position denoise, every later step one unguided pass."""
     scheme = Scheme(0, 4, 2, 1)
     streamer = Streamer(model, A, StreamSettings(scheme=scheme, guidance=1.0, startup_micro_steps=3,
@@ -162,8 +162,10 @@ def test_a_guided_start_up_with_more_steps_equals_the_reference_and_steps_stay_u
     from_config = Streamer(dataclasses.replace(model, cfg=cfg), A,
                            StreamSettings(scheme=scheme, guidance=1.0, seed=5))  # fmt: skip
     np.testing.assert_allclose(_take(from_config.latent_chunks(), 1)[0], got[0], atol=ATOL)
-    for bad, message in (({"startup_micro_steps": 0}, "start-up micro-steps 0"),
-                         ({"startup_guidance": -2.0}, "start-up cfg scale -2.0 is negative")):  # fmt: skip
+    for bad, message in (
+        ({"startup_micro_steps": 0}, "start-up micro-steps 0"),
+        ({"startup_guidance": -2.0}, "start-up guidance scale -2.0 is negative"),
+    ):
         with pytest.raises(ConfigError, match=message):
             Streamer(model, A, StreamSettings(scheme=scheme, **bad))
 

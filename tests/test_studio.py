@@ -198,7 +198,7 @@ def test_bad_input_gets_its_message_and_the_session_goes_on(model, tmp_path):
         tab, answers = _run(scenario)
     errors = [m["text"] for m in tab.of("notice") if m["level"] == "error"]
     for expected in ["not JSON", "expected a JSON object", "unknown message type 'launch'",
-                     "'text' must be str", "the prompt is empty", "cfg scale -1.0 is negative",
+                     "'text' must be str", "the prompt is empty", "guidance scale -1.0 is negative",
                      "micro-steps 7: choose one of", "the webcam is off", "not a JPEG or PNG",
                      "larger than 0.1 MB", "not a video", "the upload is empty", "too short",
                      "strength must be"]:  # fmt: skip

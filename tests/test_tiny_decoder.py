@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from helpers import randomize
+from helpers import FLOAT64_REORDER_ATOL, in_float64, randomize
 
 from streamdit_jax import checkpoint as ckpt
 from streamdit_jax.autoencoder.tiny import (
@@ -36,16 +36,19 @@ def _randomized(module):
 @pytest.mark.parametrize("chunk,preview", [(1, "bilinear"), (2, "bilinear"), (2, "nearest")])
 def test_chunk_by_chunk_equals_whole_decoding(chunk, preview):
     cfg = TinyDecoderConfig.of(load("tiny", num_devices=1).autoencoder, channels=16, preview=preview)
-    decoder = _randomized(TinyDecoder(cfg, rngs=nnx.Rngs(0)))
-    latents = jax.random.normal(jax.random.key(2), (1, 7, 8, 8, cfg.latent_channels))
-    whole = decoder.decode(latents)
-    stream = decoder.streaming_decoder()
-    parts = [stream.step(latents[:, i : i + chunk]) for i in range(0, 6, chunk)]
-    assert [p.shape[1] for p in parts] == [1 + 4 * (chunk - 1)] + [4 * chunk] * (len(parts) - 1)
-    got = jnp.concatenate(parts, axis=1)
-    assert whole.shape == (1, 1 + 4 * 6, 64, 64, 3) and got.shape[1] == 1 + 4 * 5
-    np.testing.assert_allclose(got, whole[:, : got.shape[1]], atol=1e-5)  # tolerance: float32 sums
-    assert float(jnp.abs(whole[:, 1:] - whole[:, :-1]).max()) > 1e-3  # the frames differ: a real test
+    # In float64, so that summation order (which XLA picks per shape and CPU) cannot pass for a bug.
+    with jax.enable_x64(True):
+        decoder = in_float64(_randomized(TinyDecoder(cfg, rngs=nnx.Rngs(0))))
+        latents = jax.random.normal(jax.random.key(2), (1, 7, 8, 8, cfg.latent_channels), jnp.float64)
+        whole = decoder.decode(latents)
+        stream = decoder.streaming_decoder()
+        parts = [stream.step(latents[:, i : i + chunk]) for i in range(0, 6, chunk)]
+        assert [p.shape[1] for p in parts] == [1 + 4 * (chunk - 1)] + [4 * chunk] * (len(parts) - 1)
+        got = jnp.concatenate(parts, axis=1)
+        assert whole.shape == (1, 1 + 4 * 6, 64, 64, 3) and got.shape[1] == 1 + 4 * 5
+        assert got.dtype == whole.dtype == jnp.float64
+        np.testing.assert_allclose(got, whole[:, : got.shape[1]], atol=FLOAT64_REORDER_ATOL)
+        assert float(jnp.abs(whole[:, 1:] - whole[:, :-1]).max()) > 1e-3  # the frames differ: a real test
 
 
 def _xla_flops(fn, *args) -> float:

@@ -74,6 +74,28 @@ def _first_chunk_s(model: StreamModel, mode: str, settings: StreamSettings) -> f
         streamer.close()
 
 
+def _check_counts(modes: tuple[str, ...], steps: int, warmup: int) -> None:
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise ConfigError(f"unknown rollout modes {sorted(unknown)}. Fix: choose among {MODES}")
+    if steps < 1 or warmup < 0:
+        raise ConfigError(f"--steps {steps} --warmup {warmup}: need at least one timed step and warmup >= 0")
+
+
+def _chunk_times(model: StreamModel, mode: str, settings: StreamSettings, chunks: int) -> tuple[list, int]:
+    """(the arrival time of each of ``chunks`` chunks of a fresh stream, its rollout's trace count)."""
+    streamer = Streamer(model, PROMPT, settings)
+    stamps = []
+    try:
+        for _ in _chunks(streamer, mode):
+            stamps.append(time.perf_counter())
+            if len(stamps) == chunks:
+                break
+        return stamps, streamer.rollout.traces
+    finally:
+        streamer.close()
+
+
 def bench_rollout(
     cfg: Config,
     scheme: Scheme | None = None,
@@ -86,11 +108,7 @@ def bench_rollout(
 ) -> dict:
     """Times the stream of ``cfg`` under ``scheme`` (default: the config's) in each of ``modes``, frames
     made by the ``decoder`` ("full" or "tiny")."""
-    unknown = set(modes) - set(MODES)
-    if unknown:
-        raise ConfigError(f"unknown rollout modes {sorted(unknown)}. Fix: choose among {MODES}")
-    if steps < 1 or warmup < 0:
-        raise ConfigError(f"--steps {steps} --warmup {warmup}: need at least one timed step and warmup >= 0")
+    _check_counts(modes, steps, warmup)
     settings = StreamSettings(scheme=scheme, guidance=guidance).resolved(cfg)
     scheme, scale = settings.scheme, settings.guidance
     peak, peak_source = peak_throughput(peak_tflops)
@@ -101,12 +119,7 @@ def bench_rollout(
     results: dict = {}
     cold_first_frame = None
     for mode in modes:
-        streamer = Streamer(model, PROMPT, settings)
-        stamps = []
-        for chunk_index, _ in enumerate(_chunks(streamer, mode)):
-            stamps.append(time.perf_counter())
-            if chunk_index == warmup + steps:
-                break
+        stamps, traces = _chunk_times(model, mode, settings, warmup + steps + 1)
         if cold_first_frame is None:
             cold_first_frame = stamps[0] - process_start
         step = spread_ms(np.diff(stamps[warmup:]))
@@ -116,7 +129,7 @@ def bench_rollout(
             "video_fps": frames_per_chunk / seconds,
             "first_frame_s": _first_chunk_s(model, mode, settings),
             "mfu": flops / seconds / peak,
-            "traces": streamer.rollout.traces,
+            "traces": traces,
         }
     memory, memory_source = peak_memory_gib(jax.local_devices()[:1])
     return {

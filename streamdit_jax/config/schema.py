@@ -69,6 +69,11 @@ class ModelConfig:
         return math.prod(self.patch_size) * self.latent_channels
 
     def __post_init__(self) -> None:
+        self._check_sizes()
+        self._check_patch_and_window()
+        self._check_choices()
+
+    def _check_sizes(self) -> None:
         for name in (
             "width",
             "num_heads",
@@ -97,6 +102,8 @@ class ModelConfig:
                 f"head dim {self.head_dim} cannot be split into the even frame/height/width parts of 3D RoPE",
                 "choose width/num_heads even and >= 6",
             )
+
+    def _check_patch_and_window(self) -> None:
         if len(self.patch_size) != 3 or min(self.patch_size) < 1:
             _fail("model.patch_size", f"expected 3 positive ints, got {self.patch_size}", "e.g. (1, 2, 2)")
         if self.patch_size[0] != 1:
@@ -107,6 +114,8 @@ class ModelConfig:
             )
         if self.window is not None and (len(self.window) != 3 or min(self.window) < 1):
             _fail("model.window", f"expected None or 3 positive ints, got {self.window}", "e.g. (16, 16, 16)")
+
+    def _check_choices(self) -> None:
         for name in ("dtype", "param_dtype"):
             _check_dtype(f"model.{name}", getattr(self, name))
         if self.attention not in ATTENTION_BACKENDS:
@@ -301,7 +310,7 @@ class BufferConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RolloutConfig:
-    """The streaming scheme: chunks of c frames, s micro-steps per chunk position, CFG scale.
+    """The streaming scheme: chunks of c frames, s micro-steps per chunk position, guidance scale.
 
     The start-up (the first buffer's uniform-mode text-to-video denoise, N·s' Euler steps, once per
     stream) may take more micro-steps and another guidance scale than the steady state:

@@ -15,7 +15,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from streamdit_jax.storage import is_url, local_input, upload, workpath, write_w
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif", ".mov", ".mkv", ".avi")
+# captions -> (text states [B, L, D], mask [B, L])
+TextEncoder = Callable[[list[str]], tuple[jax.Array, jax.Array]]
 
 
 @dataclass
@@ -42,6 +44,13 @@ class EncodeReport:
     videos: int = 0
     clips: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"video": ..., "reason": ...}
+
+    def add(self, counts: dict[str, Any]) -> None:
+        """Counts one written shard (its manifest's ``counts``)."""
+        self.shards_written += 1
+        self.videos += counts["videos"]
+        self.clips += counts["clips"]
+        self.skipped += counts["skipped"]
 
 
 def read_captions(path: str | Path, videos_dir: str | Path) -> list[tuple[Path, str]]:
@@ -118,7 +127,7 @@ def encode_videos(
     entries: list[tuple[Path, str]],
     out: str | Path,
     vae: Autoencoder,
-    text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
+    text_encoder: TextEncoder,
     videos_per_shard: int = 64,
     batch: int = 4,
     process: int = 0,
@@ -143,7 +152,7 @@ def encode_shapes(
     count: int,
     out: str | Path,
     vae: Autoencoder,
-    text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
+    text_encoder: TextEncoder,
     videos_per_shard: int = 256,
     batch: int = 8,
     progress: bool = True,
@@ -165,7 +174,7 @@ def write_shards(
     count: int,
     load: Callable[[int], Item],
     vae: Autoencoder,
-    text_encoder: Callable[[list[str]], tuple[jax.Array, jax.Array]],
+    text_encoder: TextEncoder,
     videos_per_shard: int,
     batch: int,
     process: int = 0,
@@ -174,66 +183,90 @@ def write_shards(
 ) -> EncodeReport:
     """Encodes items ``0 .. count - 1`` (``load(i)``) into shards of ``videos_per_shard`` items in
     ``out``; process p of P writes shards p, p + P, ...; complete shards are skipped."""
-    from array_record.python.array_record_module import ArrayRecordWriter
     from tqdm import tqdm
 
     out = workpath(out)
     out.mkdir(parents=True, exist_ok=True)
-    empty = out / EMPTY_PROMPT
-    if process == 0 and not empty.exists():  # the unconditional prompt, for classifier-free guidance
-        tokens, mask = text_encoder([""])
-        states = {"text": np.asarray(tokens[0], np.float16), "text_mask": np.asarray(mask[0], bool)}
-        write_with(empty, lambda f: np.savez(f, **states))
+    if process == 0:
+        _write_empty_prompt(out, text_encoder)
     report = EncodeReport()
     encoder = ClipEncoder(vae, batch)
     shards = range(process, math.ceil(count / videos_per_shard), processes)
     bar = tqdm(total=len(shards) * videos_per_shard, desc="encode", disable=not progress, dynamic_ncols=True)
     for shard in shards:
         name = f"shard-{shard:05d}"
-        manifest = out / f"{name}.json"
-        if manifest.exists():
+        if (out / f"{name}.json").exists():
             report.shards_skipped += 1
             bar.update(videos_per_shard)
             continue
-        # ArrayRecord writes local files: next to the shard, or in a temporary folder for a bucket.
-        local = tempfile.mkdtemp(prefix="streamdit-shard-") if is_url(out) else out
-        temporary = Path(local) / f"{name}{SHARD_SUFFIX}.tmp"
-        writer = ArrayRecordWriter(str(temporary), "group_size:1")
-        # captions: the record (within this shard) of each caption's first clip, for PrecomputedText.
-        counts: dict[str, Any] = {"videos": 0, "clips": 0, "skipped": [], "captions": {}}
-        for index in range(shard * videos_per_shard, min((shard + 1) * videos_per_shard, count)):
-            bar.update(1)
-            item = load(index)
-            if item.reason:
-                log.warning("skipped %s: %s", item.name, item.reason)
-                counts["skipped"].append({"video": item.name, "reason": item.reason})
-                continue
-            tokens, mask = text_encoder([item.caption])
-            text, text_mask = np.asarray(tokens[0], np.float16), np.asarray(mask[0], bool)
-            counts["captions"].setdefault(item.caption, counts["clips"])
-            for i, clip in enumerate(item.clips):
-                record = {"text": text, "text_mask": text_mask, "caption": item.caption, "video": item.name}
-                for done in encoder.add({**record, "clip": i}, clip):
-                    writer.write(pack(done))
-            counts["videos"] += 1
-            counts["clips"] += len(item.clips)
-        for done in encoder.flush():
-            writer.write(pack(done))
-        writer.close()
-        if is_url(out):
-            try:
-                upload(temporary, out / f"{name}{SHARD_SUFFIX}")
-            finally:
-                shutil.rmtree(local, ignore_errors=True)
-        else:
-            temporary.rename(out / f"{name}{SHARD_SUFFIX}")
-        manifest.write_text(json.dumps(counts, indent=1) + "\n")
-        report.shards_written += 1
-        report.videos += counts["videos"]
-        report.clips += counts["clips"]
-        report.skipped += counts["skipped"]
+        items = range(shard * videos_per_shard, min((shard + 1) * videos_per_shard, count))
+        counts = _write_shard(out, name, (load(i) for i in _advancing(bar, items)), encoder, text_encoder)
+        report.add(counts)
     bar.close()
     return report
+
+
+def _advancing(bar: Any, indices: range) -> Iterator[int]:
+    """``indices``, advancing ``bar`` by one at each."""
+    for index in indices:
+        bar.update(1)
+        yield index
+
+
+def _write_empty_prompt(out: Path, text_encoder: TextEncoder) -> None:
+    """The unconditional prompt's text states (classifier-free guidance), once per folder."""
+    empty = out / EMPTY_PROMPT
+    if not empty.exists():
+        tokens, mask = text_encoder([""])
+        states = {"text": np.asarray(tokens[0], np.float16), "text_mask": np.asarray(mask[0], bool)}
+        write_with(empty, lambda f: np.savez(f, **states))
+
+
+def _write_shard(
+    out: Path, name: str, items: Iterable[Item], encoder: ClipEncoder, text_encoder: TextEncoder
+) -> dict[str, Any]:
+    """Encodes ``items`` into the shard ``name`` (written under a temporary name, then published) and its
+    manifest, written last; returns the manifest's counts."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    # ArrayRecord writes local files: next to the shard, or in a temporary folder for a bucket.
+    local = Path(tempfile.mkdtemp(prefix="streamdit-shard-")) if is_url(out) else out
+    temporary = local / f"{name}{SHARD_SUFFIX}.tmp"
+    writer = ArrayRecordWriter(str(temporary), "group_size:1")
+    # captions: the record (within this shard) of each caption's first clip, for PrecomputedText.
+    counts: dict[str, Any] = {"videos": 0, "clips": 0, "skipped": [], "captions": {}}
+    for item in items:
+        if item.reason:
+            log.warning("skipped %s: %s", item.name, item.reason)
+            counts["skipped"].append({"video": item.name, "reason": item.reason})
+            continue
+        tokens, mask = text_encoder([item.caption])
+        text, text_mask = np.asarray(tokens[0], np.float16), np.asarray(mask[0], bool)
+        counts["captions"].setdefault(item.caption, counts["clips"])
+        for i, clip in enumerate(item.clips):
+            record = {"text": text, "text_mask": text_mask, "caption": item.caption, "video": item.name}
+            for done in encoder.add({**record, "clip": i}, clip):
+                writer.write(pack(done))
+        counts["videos"] += 1
+        counts["clips"] += len(item.clips)
+    for done in encoder.flush():
+        writer.write(pack(done))
+    writer.close()
+    _publish(temporary, out / f"{name}{SHARD_SUFFIX}", local if is_url(out) else None)
+    (out / f"{name}.json").write_text(json.dumps(counts, indent=1) + "\n")
+    return counts
+
+
+def _publish(temporary: Path, final: Path, scratch: Path | None) -> None:
+    """Moves a finished shard to its name: an upload to a bucket (then ``scratch`` is removed) or a
+    rename."""
+    if scratch is None:
+        temporary.rename(final)
+        return
+    try:
+        upload(temporary, final)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _clips(path: Path, cfg: Config, length: int) -> tuple[np.ndarray | None, str]:

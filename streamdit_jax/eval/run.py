@@ -29,7 +29,7 @@ from streamdit_jax.flow import Scheme
 from streamdit_jax.storage import workpath, write_with
 from streamdit_jax.stream import Streamer, StreamModel, StreamSettings
 
-# The start-up's (micro-steps, CFG scale); None: the checkpoint's rollout settings.
+# The start-up's (micro-steps, guidance scale); None: the checkpoint's rollout settings.
 StartUp = tuple[int | None, float | None]
 
 
@@ -216,7 +216,7 @@ def run_eval(
     (``truth_summary``): the metrics' ceilings; and on the same true videos encoded and decoded by the
     model's autoencoder (``autoencoder_summary``): the ceilings its latent space sets. Both are written
     beside the stream (``<name>.truth.mp4``, ``<name>.autoencoder.mp4``) and shown under it in
-    strips.png. ``startup`` is the start-up's (micro-steps, CFG scale), each None for the checkpoint's
+    strips.png. ``startup`` is the start-up's (micro-steps, guidance scale), each None for the checkpoint's
     ``rollout`` settings."""
     from tqdm import tqdm
 

@@ -59,7 +59,7 @@ class StreamSettings:
         scheme = check_scheme(self.scheme or Scheme(*cfg.scheme), cfg)
         guidance = check_scale(rollout.guidance if self.guidance is None else self.guidance)
         startup_guidance = _first(self.startup_guidance, rollout.startup_guidance, guidance)
-        startup_guidance = check_scale(startup_guidance, "start-up cfg scale")
+        startup_guidance = check_scale(startup_guidance, "start-up guidance scale")
         startup = _first(self.startup_micro_steps, rollout.startup_micro_steps or None, scheme.micro_steps)
         if startup < 1:
             raise ConfigError(f"start-up micro-steps {startup} < 1. Fix: use a whole number >= 1, e.g. 16")
@@ -91,7 +91,7 @@ def check_scheme(scheme: Scheme, cfg: Config) -> Scheme:
     return scheme
 
 
-def check_scale(scale: float, name: str = "cfg scale") -> float:
+def check_scale(scale: float, name: str = "guidance scale") -> float:
     """A guidance scale as a float: finite and >= 0 (1 = off)."""
     scale = float(scale)
     if not np.isfinite(scale) or scale < 0:
