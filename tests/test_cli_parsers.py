@@ -129,3 +129,12 @@ def test_every_command_module_has_the_command_interface():
     for name, module in cli.COMMANDS:
         assert module.__doc__ and isinstance(module.HELP, str), name
         assert callable(module.add_arguments) and callable(module.run), name
+
+
+@pytest.mark.parametrize("command", ["stream", "eval"])
+def test_startup_cfg_is_a_deprecated_alias_of_startup_guidance(command, capsys):
+    args, _ = cli.parse_args([command, "--checkpoint", "c", "--startup-cfg", "3"])
+    assert args.startup_guidance == 3.0
+    assert "note: --startup-cfg is deprecated and goes in the next release; use --startup-guidance" in (
+        capsys.readouterr().err
+    )

@@ -28,7 +28,7 @@ def table_rows(result: dict, preset: str, command: str) -> list[str]:
         scheme = ",".join(str(v) for v in result["scheme"])
         rows = []
         for mode, r in result["modes"].items():
-            label = f"stream ({scheme}), cfg {result['guidance']:g}, {result['dtype']}, {mode}"
+            label = f"stream ({scheme}), guidance {result['guidance']:g}, {result['dtype']}, {mode}"
             if mode == "decoded":
                 label += f" ({result.get('decoder', 'full')} decoder)"
             first = f"{r['first_frame_s']:.2f} (cold {result['cold_first_frame_s']:.1f})"

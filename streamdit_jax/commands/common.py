@@ -81,7 +81,10 @@ def add_stream_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--startup-guidance",
+        "--startup-cfg",
         type=float,
+        action=DeprecatedAlias,
+        old=("--startup-cfg",),
         help="the first buffer's guidance scale (default: rollout.startup_guidance, else --guidance)",
     )
     p.add_argument("--seed", type=int, default=0)
