@@ -184,7 +184,9 @@ def test_patch_kind_is_an_exact_inverse():
                                atol=1e-6)  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", ["patch", "patch_mlp", "tiny", pytest.param("vae", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "kind", ["patch", "patch_mlp", *(pytest.param(k, marks=pytest.mark.slow) for k in ("tiny", "vae"))]
+)
 def test_restore_by_kind(kind, tmp_path):
     ae = _fitted(KINDS[kind], seed=3)
     ckpt.save_params(tmp_path, ae.cfg, nnx.state(ae))
@@ -216,6 +218,7 @@ def test_a_checkpoint_of_another_kind_is_a_clear_error_before_anything_is_built(
         stream_autoencoder(cfg)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_before_the_kind_field_restores_as_the_vae(tmp_path):
     cfg = KINDS["vae"]
     vae = nnx.jit(lambda: VideoVAE(cfg, rngs=nnx.Rngs(0)))()

@@ -108,6 +108,7 @@ def test_bfloat16_compute_stays_close_to_float32():
     assert relative_error(got, want) < 1e-2  # seen: ~5e-3 on the CPU
 
 
+@pytest.mark.slow
 def test_per_frame_sigma_changes_only_through_time_embedding():
     """sigma is per frame: changing one frame's sigma changes the output (it is not ignored)."""
     cfg = _model_cfg(window=(1, 4, 4))

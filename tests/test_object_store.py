@@ -71,6 +71,7 @@ def test_appends_and_local_copies_of_bucket_files(bucket):
     assert sorted(p.name for p in local_copy(workpath(f"{bucket}/shards")).iterdir()) == ["b.bin"]
 
 
+@pytest.mark.slow
 def test_encode_into_a_bucket_reads_back_as_the_local_shards(bucket, tiny_vae, tiny_latents):
     """`streamdit encode --out s3://...` (ArrayRecord written locally, uploaded shard by shard) holds the
     records of the same scenes encoded locally (the shelf's tiny_latents); the training source and the

@@ -58,6 +58,7 @@ def _text(batch: int = 2):
     return jax.random.normal(jax.random.key(9), (batch, 5, 8)), jnp.ones((batch, 5), bool)
 
 
+@pytest.mark.slow
 def test_the_x0_loss_is_the_velocity_loss_of_the_adapted_output():
     """An independent numpy computation: the model's raw output x̂, turned into (x_sigma - x̂) / max(sigma,
     0.05), against the velocity of the true x under the same clamp (noise - x where sigma >= 0.05)."""
@@ -138,6 +139,7 @@ def test_the_rollout_lands_on_the_x0_of_an_exact_model():
     np.testing.assert_allclose(np.asarray(chunk), np.asarray(clean[:, :2]), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_rollout_and_distillation_share_one_adapter(monkeypatch):
     """Every path from the model's output to a velocity goes through flow.prediction.to_velocity."""
     from streamdit_jax.flow import prediction

@@ -261,6 +261,7 @@ def test_decoder_errors_are_clear_and_come_before_compilation(trained_decoder, t
     assert not [r for r in caplog.records if "ompil" in r.getMessage()]
 
 
+@pytest.mark.slow
 def test_latent_noise_reaches_the_latents_and_the_full_decoders_target(tiny_vae):
     """With ``decoder_train.latent_noise`` the tiny decoder's latents are the VAE's plus noise of that
     std, and the full decoder's target frames are decoded from those same noised latents."""
