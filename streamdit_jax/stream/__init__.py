@@ -17,7 +17,7 @@ from streamdit_jax.stream.model import StreamModel
 from streamdit_jax.stream.rollout import Conditioning, Rollout, StreamState
 from streamdit_jax.stream.settings import LOOKAHEAD, StreamSettings
 from streamdit_jax.stream.streamer import Chunk, PromptChange, Streamer, warm_up
-from streamdit_jax.stream.video import InputVideo, LiveInput, VideoSink
+from streamdit_jax.stream.video import InputVideo, LiveInput, Recording, VideoSink, record
 
 __all__ = [
     "LOOKAHEAD",
@@ -28,6 +28,7 @@ __all__ = [
     "LiveInput",
     "Pause",
     "PromptChange",
+    "Recording",
     "Restart",
     "Resume",
     "Rollout",
@@ -42,5 +43,6 @@ __all__ = [
     "StreamState",
     "Streamer",
     "VideoSink",
+    "record",
     "warm_up",
 ]

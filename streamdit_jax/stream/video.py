@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -179,3 +182,55 @@ class VideoSink:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """What a stream wrote, and its clock: start, first frame and end (``time.perf_counter``)."""
+
+    frames: int
+    start: float
+    first: float | None
+    end: float
+
+    @property
+    def steady_fps(self) -> float:
+        """Frames per second after the first frame (start-up and compilation left out)."""
+        if self.first is None or self.frames < 2:
+            return float("nan")
+        return (self.frames - 1) / (self.end - self.first)
+
+    def format(self, streamer, platform: str) -> str:
+        first = self.first - self.start if self.first else float("nan")
+        return "\n".join(
+            [
+                f"frames written: {self.frames} ({self.frames / streamer.fps:.2f} s at {streamer.fps} fps)",
+                f"forward passes per chunk: {streamer.forward_passes_per_chunk}",
+                f"measured frames per second: {self.steady_fps:.1f} after the first frame, "
+                f"{self.frames / (self.end - self.start):.1f} overall; first frame after {first:.1f} s "
+                f"(start-up and compilation included) on {platform}",
+            ]
+        )
+
+
+def record(streamer, wanted: int | None, out: str | None, frames_dir: str | None) -> Recording:
+    """Writes ``wanted`` frames of ``streamer`` (None: until it ends) to ``out`` and/or ``frames_dir``,
+    with a progress bar of the steady frame rate."""
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    first = None
+    frames = iter(streamer)
+    with VideoSink(streamer.fps, out, frames_dir) as sink, contextlib.closing(frames):
+        bar = tqdm(total=wanted, unit="frame", dynamic_ncols=True)
+        for frame in frames:
+            if sink.frames == wanted:
+                break
+            sink.write(frame)
+            bar.update(1)
+            if first is None:
+                first = time.perf_counter()
+            elif sink.frames % 8 == 0:
+                bar.set_postfix(fps=f"{(sink.frames - 1) / (time.perf_counter() - first):.1f}")
+        bar.close()
+    return Recording(sink.frames, start, first, time.perf_counter())
